@@ -1,0 +1,146 @@
+"""Reading wav files and turning them into the normalised log-mel fbank EAT was pre-trained on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+SAMPLE_RATE = 16000
+MEL_BINS = 128
+# Dataset statistics EAT normalises with (AudioSet fbank mean and std; the std is doubled on purpose).
+FBANK_MEAN = -4.268
+FBANK_STD = 4.569
+
+
+class AudioError(ValueError):
+    """A wav file that cannot be used; the message names the file."""
+
+
+def load_wav(path: str | Path) -> tuple[np.ndarray, int]:
+    """Read a wav file as float32 in [-1, 1], mixed down to mono. Returns (waveform, sample_rate)."""
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: no such audio file")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: file is empty")
+    try:
+        data, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as err:  # soundfile raises several types for bad headers and truncated data
+        raise AudioError(f"{path}: not a readable audio file ({err})") from err
+    if data.shape[0] == 0:
+        raise AudioError(f"{path}: contains no samples")
+    waveform = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    return np.ascontiguousarray(waveform, dtype=np.float32), int(sample_rate)
+
+
+def audio_info(path: str | Path) -> tuple[int, int, float]:
+    """(sample_rate, channels, duration in seconds) from the header only."""
+    path = Path(path)
+    try:
+        info = sf.info(str(path))
+    except Exception as err:
+        raise AudioError(f"{path}: not a readable audio file ({err})") from err
+    if info.frames == 0:
+        raise AudioError(f"{path}: contains no samples")
+    return int(info.samplerate), int(info.channels), float(info.frames) / info.samplerate
+
+
+def _to_16k(waveform, sample_rate: int):
+    import torch
+    import torchaudio.functional as AF
+
+    wav = torch.as_tensor(waveform, dtype=torch.float32)
+    if sample_rate != SAMPLE_RATE:
+        wav = AF.resample(wav, sample_rate, SAMPLE_RATE)
+    return wav
+
+
+def _fit_frames(fbank, target_frames: int):
+    """Zero-pad (before normalising, as EAT does) or crop to target_frames."""
+    import torch
+
+    n = fbank.shape[0]
+    if n < target_frames:
+        return torch.nn.functional.pad(fbank, (0, 0, 0, target_frames - n))
+    return fbank[:target_frames]
+
+
+def raw_fbank(waveform, sample_rate: int):
+    """Kaldi-compatible 128-bin log-mel fbank of a mono waveform, (frames, 128), not normalised."""
+    import torchaudio.compliance.kaldi as kaldi
+
+    wav = _to_16k(waveform, sample_rate)
+    if wav.shape[0] < 400:  # shorter than one 25 ms frame: no frames, padding fills them
+        return wav.new_zeros(0, MEL_BINS)
+    wav = wav - wav.mean()
+    return kaldi.fbank(
+        wav.unsqueeze(0),
+        htk_compat=True,
+        sample_frequency=SAMPLE_RATE,
+        use_energy=False,
+        window_type="hanning",
+        num_mel_bins=MEL_BINS,
+        dither=0.0,
+        frame_shift=10,
+        frame_length=25,
+    )
+
+
+def normalise(fbank):
+    return (fbank - FBANK_MEAN) / (FBANK_STD * 2)
+
+
+def eat_fbank(waveform, sample_rate: int, target_frames: int):
+    """Normalised EAT input features of one clip: a float32 tensor (target_frames, 128)."""
+    return normalise(_fit_frames(raw_fbank(waveform, sample_rate), target_frames))
+
+
+def eat_fbank_batch(waveforms, sample_rate: int, target_frames: int, device=None):
+    """Features of many clips at one sample rate: (B, target_frames, 128).
+
+    Clips of equal length are framed together in one call (Kaldi's framing works per
+    row, so the result equals eat_fbank clip by clip); on a GPU this runs on the device.
+    """
+    import torch
+
+    out = torch.empty(len(waveforms), target_frames, MEL_BINS)
+    by_length: dict[int, list[int]] = {}
+    for i, w in enumerate(waveforms):
+        by_length.setdefault(len(w), []).append(i)
+    for idx in by_length.values():
+        wav = torch.stack([_to_16k(waveforms[i], sample_rate) for i in idx])
+        if device is not None:
+            wav = wav.to(device)
+        wav = wav - wav.mean(dim=1, keepdim=True)
+        feats = _batched_kaldi_fbank(wav)
+        out[idx] = normalise(torch.stack([_fit_frames(f, target_frames) for f in feats])).cpu()
+    return out
+
+
+def _batched_kaldi_fbank(wav):
+    """kaldi.fbank for a batch of equal-length mean-removed waveforms (B, samples) -> (B, frames, 128).
+
+    torchaudio's fbank takes one signal; its inner steps (framing, window, power
+    spectrum, mel matrix) are batch-agnostic, so the batch is folded into frames.
+    """
+    import torch
+    import torchaudio.compliance.kaldi as kaldi
+
+    frame_length, frame_shift = 400, 160  # 25 ms and 10 ms at 16 kHz
+    if wav.shape[1] < frame_length:  # shorter than one frame: no frames, padding fills them
+        return wav.new_zeros(wav.shape[0], 0, MEL_BINS)
+    frames = wav.unfold(1, frame_length, frame_shift)  # (B, F, 400), Kaldi snip_edges framing
+    frames = frames - frames.mean(dim=2, keepdim=True)  # remove_dc_offset
+    # preemphasis 0.97 with the first sample repeated, as Kaldi does
+    prev = torch.cat([frames[..., :1], frames[..., :-1]], dim=2)
+    frames = frames - 0.97 * prev
+    window = torch.hann_window(frame_length, periodic=False, device=wav.device, dtype=wav.dtype)
+    frames = frames * window
+    padded = torch.nn.functional.pad(frames, (0, 512 - frame_length))
+    power = torch.fft.rfft(padded).abs().pow(2.0)
+    mel, _ = kaldi.get_mel_banks(MEL_BINS, 512, float(SAMPLE_RATE), 20.0, 0.0, 100.0, -500.0, 1.0)
+    mel = torch.nn.functional.pad(mel, (0, 1)).to(device=wav.device, dtype=wav.dtype)
+    eps = torch.finfo(wav.dtype).eps
+    return torch.matmul(power, mel.T).clamp_min(eps).log()

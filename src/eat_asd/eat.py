@@ -1,0 +1,323 @@
+"""The EAT audio encoder (ViT-B over 16x16 fbank patches, post-norm blocks), natively.
+
+Parameter names follow the Hugging Face `worstchan/EAT-*` checkpoints (after their
+`model.` prefix), with one exception: the patch-embedding convolution is called
+`patch_embed.conv` here instead of `local_encoder.proj`, so that the LoRA target
+names `qkv` and `proj` match only the attention Linear layers
+(`blocks.N.attn.qkv`, `blocks.N.attn.proj`). Loading and saving translate the name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .io import atomic_path
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ENCODER = "worstchan/EAT-base_epoch30_pretrain"
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+HUB_PREFIX = "model."
+# hub key prefix -> our key prefix
+_RENAMES = {"local_encoder.proj.": "patch_embed.conv."}
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be loaded; the message names the source and the keys at fault."""
+
+
+@dataclass
+class EATConfig:
+    """EAT hyper-parameters, under the field names of the Hub config.json."""
+
+    embed_dim: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    patch_size: int = 16
+    stride: int = 16
+    in_chans: int = 1
+    mel_bins: int = 128
+    max_length: int = 768  # time patches covered by the fixed positions
+    qkv_bias: bool = True
+    norm_eps: float = 1e-6
+    norm_affine: bool = True
+    layer_norm_first: bool = False
+    fixed_positions: bool = True
+    img_size: list = field(default_factory=lambda: [1024, 128])
+    num_classes: int = 527
+    model_variant: str = "pretrain"
+    drop_rate: float = 0.0
+    attn_drop_rate: float = 0.0
+    activation_dropout: float = 0.0
+    post_mlp_drop: float = 0.0
+    start_drop_path_rate: float = 0.0
+    end_drop_path_rate: float = 0.0
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EATConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        ignored = sorted(set(d) - known)
+        if ignored:
+            log.debug("EAT config: ignoring fields %s", ignored)
+        cfg = cls(**{k: v for k, v in d.items() if k in known})
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
+        if self.embed_dim % 4:
+            raise ValueError(f"embed_dim {self.embed_dim} must be a multiple of 4 for 2-D sin-cos positions")
+        if self.patch_size != self.stride:
+            raise ValueError("only non-overlapping patches (patch_size == stride) are supported")
+        if self.layer_norm_first:
+            raise ValueError("EAT checkpoints use post-norm blocks (layer_norm_first = false)")
+        if self.mel_bins % self.patch_size:
+            raise ValueError(f"mel_bins {self.mel_bins} is not a multiple of patch_size {self.patch_size}")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.update(model_type="eat", architectures=["EATModel"])
+        return d
+
+    @property
+    def freq_patches(self) -> int:
+        return self.mel_bins // self.patch_size
+
+
+def sincos_positions(time_patches: int, freq_patches: int, dim: int) -> torch.Tensor:
+    """Fixed 2-D sin-cos positions, (time_patches * freq_patches, dim), time-major.
+
+    First dim/2 channels encode the frequency index, the last dim/2 the time index,
+    each as [sin(p w_i), cos(p w_i)] with w_i = 10000^(-i / (dim/4)).
+    """
+    quarter = dim // 4
+    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
+
+    def encode(p: torch.Tensor) -> torch.Tensor:
+        angles = p.to(torch.float64)[:, None] * omega[None, :]
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    t = torch.arange(time_patches).repeat_interleave(freq_patches)
+    f = torch.arange(freq_patches).repeat(time_patches)
+    return torch.cat([encode(f), encode(t)], dim=1).float()
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool):
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
+        x = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(x.transpose(1, 2).reshape(b, n, d))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """Post-norm transformer block: x = norm1(x + attn(x)); x = norm2(x + mlp(x))."""
+
+    def __init__(self, cfg: EATConfig):
+        super().__init__()
+        d = cfg.embed_dim
+        self.attn = Attention(d, cfg.num_heads, cfg.qkv_bias)
+        self.norm1 = nn.LayerNorm(d, eps=cfg.norm_eps, elementwise_affine=cfg.norm_affine)
+        self.mlp = Mlp(d, int(d * cfg.mlp_ratio))
+        self.norm2 = nn.LayerNorm(d, eps=cfg.norm_eps, elementwise_affine=cfg.norm_affine)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm1(x + self.attn(x))
+        return self.norm2(x + self.mlp(x))
+
+
+class PatchEmbed(nn.Module):
+    def __init__(self, cfg: EATConfig):
+        super().__init__()
+        self.conv = nn.Conv2d(cfg.in_chans, cfg.embed_dim, cfg.patch_size, stride=cfg.stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x).flatten(2).transpose(1, 2)  # (B, D, T', F') -> (B, T'F', D), time-major
+
+
+class FixedPositions(nn.Module):
+    def __init__(self, cfg: EATConfig):
+        super().__init__()
+        pos = sincos_positions(cfg.max_length, cfg.freq_patches, cfg.embed_dim)
+        self.register_buffer("positions", pos.unsqueeze(0))
+
+
+class EAT(nn.Module):
+    """forward(x: (B, 1, T, mel_bins)) -> tokens (B, 1 + N, D); token 0 is the CLS token."""
+
+    def __init__(self, config: EATConfig):
+        super().__init__()
+        config.validate()
+        self.config = config
+        d = config.embed_dim
+        self.patch_embed = PatchEmbed(config)
+        self.fixed_positional_encoder = FixedPositions(config)
+        self.extra_tokens = nn.Parameter(torch.zeros(1, 1, d))
+        self.pre_norm = nn.LayerNorm(d, eps=config.norm_eps, elementwise_affine=config.norm_affine)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.depth))
+        nn.init.trunc_normal_(self.extra_tokens, std=0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 3:
+            x = x.unsqueeze(1)
+        _, _, t, f = x.shape
+        p = self.config.patch_size
+        if t % p or f != self.config.mel_bins:
+            raise ValueError(f"expected input (B, 1, T, {self.config.mel_bins}) with T a multiple of {p}, got {tuple(x.shape)}")
+        x = self.patch_embed(x)
+        n = x.shape[1]
+        positions = self.fixed_positional_encoder.positions
+        if n > positions.shape[1]:
+            raise ValueError(
+                f"input of {t} frames gives {n} patches; the fixed positions cover {positions.shape[1]} "
+                f"({self.config.max_length * p} frames)"
+            )
+        x = x + positions[:, :n].to(x.dtype)
+        x = torch.cat([self.extra_tokens.expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1)
+        x = self.pre_norm(x)
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+
+def _hub_to_ours(key: str) -> str:
+    if key.startswith(HUB_PREFIX):
+        key = key[len(HUB_PREFIX):]
+    for hub, ours in _RENAMES.items():
+        if key.startswith(hub):
+            return ours + key[len(hub):]
+    return key
+
+
+def _ours_to_hub(key: str) -> str:
+    for hub, ours in _RENAMES.items():
+        if key.startswith(ours):
+            key = hub + key[len(ours):]
+    return HUB_PREFIX + key
+
+
+def resolve_checkpoint(source: str | os.PathLike) -> Path:
+    """A local directory holding config.json and weights, downloading a Hub id into the HF cache if needed."""
+    path = Path(source)
+    if path.is_dir():
+        return path
+    src = str(source)
+    looks_like_repo = src.count("/") == 1 and not src.startswith((".", "/", "~")) and not path.exists()
+    if not looks_like_repo:
+        raise CheckpointError(f"encoder checkpoint {src!r}: no such directory (and not a Hub id like owner/name)")
+    from huggingface_hub import snapshot_download
+
+    try:
+        # Only configuration and weights: the Hub repo's Python files are never fetched or run.
+        return Path(snapshot_download(src, allow_patterns=[CONFIG_NAME, "*.safetensors", "*.bin"]))
+    except Exception as err:
+        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+        hint = " (HF_HUB_OFFLINE is set and it is not in the local cache)" if offline else ""
+        raise CheckpointError(f"encoder checkpoint {src!r}: cannot download from the Hugging Face Hub{hint}: {err}") from err
+
+
+def _read_weights(directory: Path) -> dict[str, torch.Tensor]:
+    st = directory / WEIGHTS_NAME
+    if st.is_file():
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(st))
+        except Exception as err:
+            raise CheckpointError(f"{st}: not a readable safetensors file ({err})") from err
+    bins = sorted(directory.glob("*.bin"))
+    if bins:
+        try:
+            return torch.load(bins[0], map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise CheckpointError(f"{bins[0]}: cannot be loaded with weights_only=True ({err})") from err
+    raise CheckpointError(f"{directory}: no {WEIGHTS_NAME} (or .bin weights) found")
+
+
+def load_eat(source: str | os.PathLike = DEFAULT_ENCODER) -> EAT:
+    """Load an EAT encoder from a local directory or a Hub id; returns it in eval mode on the CPU."""
+    directory = resolve_checkpoint(source)
+    cfg_path = directory / CONFIG_NAME
+    if not cfg_path.is_file():
+        raise CheckpointError(f"{directory}: no {CONFIG_NAME}")
+    try:
+        config = EATConfig.from_dict(json.loads(cfg_path.read_text()))
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"{cfg_path}: {err}") from err
+    model = EAT(config)
+    state = {_hub_to_ours(k): v for k, v in _read_weights(directory).items()}
+    pos_key = "fixed_positional_encoder.positions"
+    if pos_key not in state:
+        state[pos_key] = model.fixed_positional_encoder.positions.clone()
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append("missing keys: " + ", ".join(_ours_to_hub(k) for k in missing))
+        if unexpected:
+            parts.append("unexpected keys: " + ", ".join(unexpected))
+        raise CheckpointError(f"{directory}: weights do not fit the EAT config; " + "; ".join(parts))
+    wrong = [f"{k} {tuple(v.shape)} != {tuple(expected[k].shape)}" for k, v in state.items() if v.shape != expected[k].shape]
+    if wrong:
+        raise CheckpointError(f"{directory}: wrong shapes: " + ", ".join(wrong))
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def save_eat(model: EAT, directory: str | os.PathLike) -> Path:
+    """Write config.json and model.safetensors in the Hub layout that load_eat reads."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {_ours_to_hub(k): v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(directory / WEIGHTS_NAME) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
+    with atomic_path(directory / CONFIG_NAME) as tmp:
+        tmp.write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
+    return directory
+
+
+def count_flops(config: EATConfig, frames: int) -> int:
+    """Multiply-add FLOPs (2 per MAC) of one forward pass over `frames` input frames."""
+    d, p = config.embed_dim, config.patch_size
+    n = (frames // p) * config.freq_patches + 1
+    hidden = int(d * config.mlp_ratio)
+    per_block = 2 * n * d * 3 * d + 2 * 2 * n * n * d + 2 * n * d * d + 2 * 2 * n * d * hidden
+    return 2 * (n - 1) * p * p * config.in_chans * d + config.depth * per_block
+
+
+__all__ = ["EAT", "EATConfig", "load_eat", "save_eat", "sincos_positions", "CheckpointError", "DEFAULT_ENCODER", "count_flops"]

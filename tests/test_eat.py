@@ -1,0 +1,151 @@
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from eat_asd.eat import EAT, CheckpointError, EATConfig, count_flops, load_eat, save_eat, sincos_positions
+
+
+def test_tiny_reference_features(reference):
+    model = load_eat(reference / "eat_tiny")
+    assert not model.training
+    x = torch.from_numpy(np.load(reference / "eat_tiny" / "input.npy"))
+    expected = np.load(reference / "eat_tiny" / "expected_features.npy")
+    with torch.inference_mode():
+        batch = model(x).numpy()
+        single = np.concatenate([model(x[i : i + 1]).numpy() for i in range(len(x))])
+    assert batch.shape == expected.shape == (2, 33, 64)
+    assert np.abs(batch - expected).max() < 1e-4
+    assert np.abs(single - expected).max() < 1e-4
+
+
+def test_rebuilt_positions_equal_checkpoint(reference):
+    stored = load_file(str(reference / "eat_tiny" / "model.safetensors"))["model.fixed_positional_encoder.positions"]
+    cfg = json.loads((reference / "eat_tiny" / "config.json").read_text())
+    rebuilt = sincos_positions(cfg["max_length"], cfg["mel_bins"] // 16, cfg["embed_dim"])
+    assert torch.allclose(stored[0], rebuilt, atol=1e-5)
+
+
+def test_base_parameter_names_and_shapes(reference):
+    """Our EAT-base has exactly the Hub checkpoint's parameters (names after translation, shapes)."""
+    from eat_asd.eat import _ours_to_hub
+
+    listed = {}
+    for line in (reference / "eat_base_state_dict.txt").read_text().splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        name, shape = line.split("\t")
+        listed[name] = json.loads(shape)
+    with torch.device("meta"):
+        model = EAT(EATConfig())
+    ours = {_ours_to_hub(k): list(v.shape) for k, v in model.state_dict().items()}
+    block0_or_global = {k: v for k, v in ours.items() if ".blocks." not in k or ".blocks.0." in k}
+    assert block0_or_global == listed
+    assert sum(".blocks.11." in k for k in ours) == 12 and not any(".blocks.12." in k for k in ours)
+
+
+def test_lora_target_names_hit_only_attention_linears(tiny_model):
+    hits = {n: type(m) for n, m in tiny_model.named_modules() if n.split(".")[-1] in ("qkv", "proj")}
+    assert set(hits) == {f"blocks.{i}.attn.{p}" for i in range(2) for p in ("qkv", "proj")}
+    assert all(t is torch.nn.Linear for t in hits.values())
+
+
+def test_save_load_round_trip(tmp_path, tiny_model):
+    save_eat(tiny_model, tmp_path / "ckpt")
+    keys = load_file(str(tmp_path / "ckpt" / "model.safetensors")).keys()
+    assert "model.local_encoder.proj.weight" in keys and all(k.startswith("model.") for k in keys)
+    loaded = load_eat(tmp_path / "ckpt")
+    x = torch.randn(3, 1, 64, 128)
+    with torch.inference_mode():
+        assert torch.equal(tiny_model(x), loaded(x))
+    assert not list(tmp_path.glob("ckpt/.*tmp"))
+
+
+def _rewrite(src, dst, edit):
+    shutil.copytree(src, dst)
+    state = load_file(str(dst / "model.safetensors"))
+    save_file(edit(state), str(dst / "model.safetensors"))
+    return dst
+
+
+def test_keys_without_prefix_and_without_positions(reference, tmp_path):
+    def strip(state):
+        return {k.removeprefix("model."): v for k, v in state.items() if "positions" not in k}
+
+    ckpt = _rewrite(reference / "eat_tiny", tmp_path / "c", strip)
+    model = load_eat(ckpt)
+    x = torch.from_numpy(np.load(reference / "eat_tiny" / "input.npy"))
+    with torch.inference_mode():
+        assert np.abs(model(x).numpy() - np.load(reference / "eat_tiny" / "expected_features.npy")).max() < 1e-4
+
+
+def test_missing_key_is_named(reference, tmp_path):
+    ckpt = _rewrite(reference / "eat_tiny", tmp_path / "c", lambda s: {k: v for k, v in s.items() if k != "model.blocks.1.mlp.fc2.bias"})
+    with pytest.raises(CheckpointError, match=r"missing keys: model\.blocks\.1\.mlp\.fc2\.bias"):
+        load_eat(ckpt)
+
+
+def test_unexpected_key_is_named(reference, tmp_path):
+    ckpt = _rewrite(reference / "eat_tiny", tmp_path / "c", lambda s: {**s, "model.head.weight": torch.zeros(3)})
+    with pytest.raises(CheckpointError, match=r"unexpected keys: head\.weight"):
+        load_eat(ckpt)
+
+
+def test_missing_checkpoint_is_named(tmp_path):
+    with pytest.raises(CheckpointError, match="no_such_dir"):
+        load_eat(tmp_path / "no_such_dir")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="config.json"):
+        load_eat(tmp_path / "empty")
+
+
+def test_input_checks(tiny_model):
+    with pytest.raises(ValueError, match="multiple of 16"):
+        tiny_model(torch.zeros(1, 1, 30, 128))
+    with pytest.raises(ValueError, match="fixed positions cover"):
+        tiny_model(torch.zeros(1, 1, 16 * 17, 128))
+
+
+def test_hub_id_loads_from_offline_cache(reference, tmp_path):
+    """A Hub id resolves through huggingface_hub's cache layout, with HF_HUB_OFFLINE=1 and no network."""
+    cache = tmp_path / "hub"
+    snap = cache / "models--worstchan--EAT-tiny-test" / "snapshots" / ("a" * 40)
+    snap.mkdir(parents=True)
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(reference / "eat_tiny" / name, snap / name)
+    (cache / "models--worstchan--EAT-tiny-test" / "refs").mkdir()
+    (cache / "models--worstchan--EAT-tiny-test" / "refs" / "main").write_text("a" * 40)
+    code = (
+        "import numpy as np, torch; from eat_asd.eat import load_eat;"
+        "m = load_eat('worstchan/EAT-tiny-test');"
+        f"x = torch.from_numpy(np.load({str(reference / 'eat_tiny' / 'input.npy')!r}));"
+        f"e = np.load({str(reference / 'eat_tiny' / 'expected_features.npy')!r});"
+        "print(float(np.abs(m(x).detach().numpy() - e).max()))"
+    )
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout.strip()) < 1e-4
+    # an id that is not in the cache fails with a message naming it
+    code = "from eat_asd.eat import load_eat; load_eat('worstchan/not-there')"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode != 0 and "worstchan/not-there" in out.stderr and "HF_HUB_OFFLINE" in out.stderr
+
+
+def test_flop_count_matches_profiler(tiny_model):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.zeros(1, 1, 64, 128)
+    with FlopCounterMode(display=False) as counter:
+        tiny_model(x)
+    cfg = tiny_model.config
+    n = 4 * 8 + 1
+    # torch's counter has no formula for the CPU flash-attention kernel: add q k^T and attn v by hand
+    attention = cfg.depth * 2 * (2 * n * n * cfg.embed_dim)
+    assert counter.get_total_flops() + attention == count_flops(cfg, 64)
