@@ -1,0 +1,158 @@
+"""A small synthetic dataset in the DCASE 2023 layout, and a small random EAT checkpoint, for the demo.
+
+Each machine type hums at a fundamental set by its operating attribute (which shifts between
+the source and the target domain) over coloured noise. Anomalies are faint faults of four
+kinds at random strengths, so that detection is possible but not trivial.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from .io import atomic_path, write_csv
+
+log = logging.getLogger(__name__)
+
+SR = 16000
+ANOMALY_KINDS = ("bearing_tick", "drifting_tone", "extra_harmonic", "rattle")
+
+
+@dataclass(frozen=True)
+class DemoMachine:
+    name: str
+    attribute: str  # key of the operating attribute in the file names
+    source_values: tuple[str, ...]
+    target_values: tuple[str, ...]
+    base_hz: float  # fundamental at attribute index 0
+    step_hz: float  # change of the fundamental per attribute index
+    harmonics: int
+    noise_tilt: float  # 0 white, 1 brown-ish
+
+
+MACHINES = (
+    DemoMachine("fan", "vel", ("6", "8"), ("10",), 110.0, 18.0, 6, 0.6),
+    DemoMachine("pump", "volt", ("1.5", "2.0"), ("2.5",), 180.0, 25.0, 4, 0.3),
+    DemoMachine("gearbox", "wt", ("150", "200"), ("250",), 70.0, 12.0, 9, 0.8),
+)
+
+
+@dataclass(frozen=True)
+class DemoSizes:
+    seconds: float = 2.0
+    train_source: int = 24  # per source attribute value
+    train_target: int = 4  # per target attribute value (DCASE: few target-domain training clips)
+    test_per_cell: int = 10  # normals and anomalies, per domain
+
+
+def _coloured_noise(rng, n: int, tilt: float) -> np.ndarray:
+    spec = np.fft.rfft(rng.standard_normal(n))
+    freqs = np.maximum(np.fft.rfftfreq(n, 1 / SR), 20.0)
+    noise = np.fft.irfft(spec / freqs ** (tilt / 2), n)
+    return noise / (noise.std() + 1e-12)
+
+
+def _machine_sound(rng, m: DemoMachine, value_index: int, n: int) -> np.ndarray:
+    t = np.arange(n) / SR
+    f0 = m.base_hz + m.step_hz * value_index + rng.normal(0, 0.8)
+    wobble = 1 + 0.003 * np.sin(2 * np.pi * rng.uniform(0.2, 1.0) * t)  # slight speed variation
+    phase = 2 * np.pi * f0 * np.cumsum(wobble) / SR
+    tone = sum(rng.uniform(0.5, 1.0) / h * np.sin(h * phase + rng.uniform(0, 2 * np.pi)) for h in range(1, m.harmonics + 1))
+    tone = tone / np.abs(tone).max()
+    return 0.5 * tone + rng.uniform(0.25, 0.4) * _coloured_noise(rng, n, m.noise_tilt) / 3
+
+
+def _fault(rng, kind: str, n: int, f0_guess: float) -> np.ndarray:
+    t = np.arange(n) / SR
+    if kind == "bearing_tick":  # periodic short impulses with a resonance
+        period = int(SR / rng.uniform(8, 25))
+        ticks = np.zeros(n)
+        ticks[rng.integers(0, period) :: period] = 1.0
+        ring = np.exp(-np.arange(200) / 25) * np.sin(2 * np.pi * rng.uniform(2500, 5000) * np.arange(200) / SR)
+        return np.convolve(ticks, ring)[:n]
+    if kind == "drifting_tone":  # a whine gliding in pitch
+        f = rng.uniform(900, 2500) * (1 + rng.uniform(0.1, 0.4) * t / t[-1])
+        return np.sin(2 * np.pi * np.cumsum(f) / SR)
+    if kind == "extra_harmonic":  # a non-integer partial of the fundamental
+        return np.sin(2 * np.pi * f0_guess * rng.uniform(2.3, 7.7) * t)
+    if kind == "rattle":  # bursts of band noise
+        bursts = (np.sin(2 * np.pi * rng.uniform(1, 4) * t + rng.uniform(0, 6)) > 0.6).astype(float)
+        return bursts * rng.standard_normal(n) * 0.7
+    raise ValueError(kind)
+
+
+def _clip(rng, m: DemoMachine, value_index: int, n: int, anomaly: str | None) -> np.ndarray:
+    x = _machine_sound(rng, m, value_index, n)
+    if anomaly:
+        fault = _fault(rng, anomaly, n, m.base_hz + m.step_hz * value_index)
+        x = x + rng.uniform(0.04, 0.25) * fault / (np.abs(fault).max() + 1e-12)
+    return (0.6 * x / np.abs(x).max()).astype(np.float32)
+
+
+def make_demo_data(root: str | Path, seed: int = 0, sizes: DemoSizes = DemoSizes()) -> Path:
+    """Write dev_data/raw/<machine>/{train,test}/section_00_*.wav below root; returns root."""
+    root = Path(root)
+    n = int(sizes.seconds * SR)
+    rows = []
+    for mi, m in enumerate(MACHINES):
+        rng = np.random.default_rng([seed, mi])
+        folder = root / "dev_data" / "raw" / m.name
+        values = [("source", i, v) for i, v in enumerate(m.source_values)]
+        values += [("target", len(m.source_values) + i, v) for i, v in enumerate(m.target_values)]
+        clips = []  # (split, domain, label, value_index, value, anomaly kind)
+        for domain, vi, v in values:
+            count = sizes.train_source if domain == "source" else sizes.train_target
+            clips += [("train", domain, "normal", vi, v, None)] * count
+        for domain in ("source", "target"):
+            cells = [(vi, v) for d, vi, v in values if d == domain]
+            for k in range(sizes.test_per_cell):
+                vi, v = cells[k % len(cells)]
+                clips.append(("test", domain, "normal", vi, v, None))
+                clips.append(("test", domain, "anomaly", vi, v, ANOMALY_KINDS[k % len(ANOMALY_KINDS)]))
+        counters: dict[tuple, int] = {}
+        for split, domain, label, vi, v, kind in clips:
+            key = (split, domain, label)
+            num = counters[key] = counters.get(key, -1) + 1
+            name = f"section_00_{domain}_{split}_{label}_{num:04d}_{m.attribute}_{v}.wav"
+            path = folder / split / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                sf.write(tmp, _clip(rng, m, vi, n, kind), SR, subtype="PCM_16", format="WAV")
+            rows.append(dict(file_name=f"{m.name}/{split}/{name}", d1p=m.attribute, d1v=v, anomaly_kind=kind or ""))
+        import pandas as pd
+
+        frame = pd.DataFrame([r for r in rows if r["file_name"].startswith(m.name + "/")])
+        write_csv(folder / "attributes_00.csv", frame[["file_name", "d1p", "d1v"]])
+    log.info("demo data: %d clips of %d machine types in %s", len(rows), len(MACHINES), root)
+    return root
+
+
+def make_demo_encoder(directory: str | Path, seed: int = 0, embed_dim: int = 96, depth: int = 3, num_heads: int = 4,
+                      max_length: int = 64) -> Path:
+    """A small randomly initialised EAT checkpoint in the Hub layout (stands in for EAT-base offline)."""
+    import torch
+
+    from .eat import EAT, EATConfig, save_eat
+
+    torch.manual_seed(seed)
+    config = EATConfig(embed_dim=embed_dim, depth=depth, num_heads=num_heads, max_length=max_length,
+                       img_size=[max_length * 16, 128])
+    model = EAT(config)
+    for name, p in model.named_parameters():  # ViT-style init: truncated normal weights, zero biases
+        if p.dim() > 1:
+            torch.nn.init.trunc_normal_(p, std=0.02)
+        elif name.endswith("bias"):
+            torch.nn.init.zeros_(p)
+    return save_eat(model, directory)
+
+
+def make_demo(root: str | Path, seed: int = 0, sizes: DemoSizes = DemoSizes()) -> tuple[Path, Path]:
+    """Demo data under root/data and the demo encoder under root/encoder."""
+    root = Path(root)
+    data = make_demo_data(root / "data", seed, sizes)
+    encoder = make_demo_encoder(root / "encoder", seed)
+    return data, encoder
