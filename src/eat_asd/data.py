@@ -8,8 +8,10 @@ import logging
 import re
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pandas and numpy load lazily: the workflow plans jobs with scan_clips alone
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -98,28 +100,27 @@ def _examples(items, n: int = 5) -> str:
 
 def _attribute_tables(root: Path) -> dict[str, dict[str, str]]:
     """basename -> attributes from the DCASE 2023+ attributes_XX.csv files (file_name, d1p, d1v, d2p, d2v, ...)."""
+    import csv
+
     table: dict[str, dict[str, str]] = {}
-    for csv in sorted(root.rglob("attributes_*.csv")):
+    for path in sorted(root.rglob("attributes_*.csv")):
         try:
-            frame = pd.read_csv(csv, dtype=str, keep_default_na=False)
-        except Exception as err:
-            raise DataError(f"{csv}: cannot be read as an attributes table ({err})") from err
-        if "file_name" not in frame.columns:
-            raise DataError(f"{csv}: no 'file_name' column (columns: {list(frame.columns)})")
-        keys = [c for c in frame.columns if re.fullmatch(r"d\d+p", c)]
-        for row in frame.itertuples(index=False):
-            row = row._asdict()
-            attrs = {row[k]: row.get(k[:-1] + "v", "") for k in keys if row[k]}
-            table[Path(row["file_name"]).name] = attrs
+            with open(path, newline="") as f:
+                reader = csv.DictReader(f)
+                rows = list(reader)
+                columns = reader.fieldnames or []
+        except (OSError, UnicodeDecodeError, csv.Error) as err:
+            raise DataError(f"{path}: cannot be read as an attributes table ({err})") from err
+        if "file_name" not in columns:
+            raise DataError(f"{path}: no 'file_name' column (columns: {columns})")
+        keys = [c for c in columns if re.fullmatch(r"d\d+p", c)]
+        for row in rows:
+            table[Path(row["file_name"]).name] = {row[k]: row.get(k[:-1] + "v") or "" for k in keys if row.get(k)}
     return table
 
 
-def discover(root: str | Path, read_headers: bool = True, machines: list[str] | None = None) -> pd.DataFrame:
-    """Manifest of every clip below `root`, one row per clip (see COLUMNS).
-
-    read_headers=False skips opening the files (sample_rate, channels and duration stay empty);
-    the workflow uses that to plan jobs quickly.
-    """
+def scan_clips(root: str | Path, machines: list[str] | None = None) -> list[dict]:
+    """Every clip below root as a dict of what its path and name say (no file is opened)."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(f"data root {root}: no such folder")
@@ -127,7 +128,6 @@ def discover(root: str | Path, read_headers: bool = True, machines: list[str] | 
     if not wavs:
         raise DataError(f"data root {root}: no .wav files below it")
     _check_no_empty_folders(root)
-
     attr_table = _attribute_tables(root)
     rows, unplaced, unnamed = [], [], []
     for path in wavs:
@@ -154,7 +154,18 @@ def discover(root: str | Path, read_headers: bool = True, machines: list[str] | 
         )
     if not rows:
         raise DataError(f"data root {root}: no clips of machine types {machines}")
-    manifest = pd.DataFrame(rows)
+    return rows
+
+
+def discover(root: str | Path, read_headers: bool = True, machines: list[str] | None = None) -> "pd.DataFrame":
+    """Manifest of every clip below `root`, one row per clip (see COLUMNS).
+
+    read_headers=False skips opening the files (sample_rate, channels and duration stay empty).
+    """
+    import numpy as np
+    import pandas as pd
+
+    manifest = pd.DataFrame(scan_clips(root, machines))
     manifest["sample_rate"], manifest["channels"], manifest["duration"] = np.nan, np.nan, np.nan
     if read_headers:
         _read_headers(manifest)
@@ -174,7 +185,7 @@ def _check_no_empty_folders(root: Path) -> None:
         raise DataError(f"{len(empty)} folder(s) hold no .wav files: {_examples(empty)}")
 
 
-def _read_headers(manifest: pd.DataFrame) -> None:
+def _read_headers(manifest: "pd.DataFrame") -> None:
     from .audio import SAMPLE_RATE, audio_info
 
     info = [audio_info(p) for p in manifest["path"]]  # AudioError names a corrupt file
@@ -193,7 +204,7 @@ def _read_headers(manifest: pd.DataFrame) -> None:
                         machine, len(multi), _examples(multi, 3))
 
 
-def check_manifest(manifest: pd.DataFrame) -> list[str]:
+def check_manifest(manifest: "pd.DataFrame") -> list[str]:
     """Problems a run must stop on raise DataError; those it can go on with come back as warnings."""
     warnings = []
     for machine, group in manifest.groupby("machine"):
@@ -212,7 +223,9 @@ def check_manifest(manifest: pd.DataFrame) -> list[str]:
     return warnings
 
 
-def read_manifest(path: str | Path) -> pd.DataFrame:
+def read_manifest(path: str | Path) -> "pd.DataFrame":
+    import pandas as pd
+
     frame = pd.read_csv(path, dtype={"section": str, "clip_id": str, "attribute_string": str}, keep_default_na=False)
     for col in ("sample_rate", "channels", "duration"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce")
@@ -222,12 +235,12 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
 # ------------------------------------------------------------------ auxiliary labels and split
 
 
-def training_clips(manifest: pd.DataFrame) -> pd.DataFrame:
+def training_clips(manifest: "pd.DataFrame") -> "pd.DataFrame":
     """Normal clips of the training split: the only clips training and validation ever see."""
     return manifest[(manifest["split"] == "train") & (manifest["label"] == "normal")]
 
 
-def resolve_granularity(clips: pd.DataFrame, granularity: str = "auto") -> str:
+def resolve_granularity(clips: "pd.DataFrame", granularity: str = "auto") -> str:
     """'auto' picks the finest label the data supports: attributes, else sections, else machine types."""
     if granularity != "auto":
         if granularity not in GRANULARITIES:
@@ -240,7 +253,7 @@ def resolve_granularity(clips: pd.DataFrame, granularity: str = "auto") -> str:
     return "machine"
 
 
-def aux_labels(clips: pd.DataFrame, granularity: str = "auto") -> pd.Series:
+def aux_labels(clips: "pd.DataFrame", granularity: str = "auto") -> "pd.Series":
     """Class name per clip: machine, machine|section, or machine|section|attributes."""
     level = resolve_granularity(clips, granularity)
     labels = clips["machine"].astype(str)
@@ -252,12 +265,14 @@ def aux_labels(clips: pd.DataFrame, granularity: str = "auto") -> pd.Series:
     return labels.rename("aux_label")
 
 
-def train_val_split(labels: pd.Series, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def train_val_split(labels: "pd.Series", val_fraction: float, seed: int):
     """Stratified split of the training normals (positions into `labels`): (train_idx, val_idx).
 
     Each class gives round(fraction * n) clips to validation but keeps at least one for
     training; a class with one clip stays in training.
     """
+    import numpy as np
+
     if not 0 <= val_fraction < 1:
         raise ValueError(f"validation fraction {val_fraction}: must be in [0, 1)")
     rng = np.random.default_rng(seed)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .io import atomic_path, write_csv
+from .io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -93,41 +93,64 @@ def _clip(rng, m: DemoMachine, value_index: int, n: int, anomaly: str | None) ->
     return (0.6 * x / np.abs(x).max()).astype(np.float32)
 
 
-def make_demo_data(root: str | Path, seed: int = 0, sizes: DemoSizes = DemoSizes()) -> Path:
-    """Write dev_data/raw/<machine>/{train,test}/section_00_*.wav below root; returns root."""
-    root = Path(root)
-    n = int(sizes.seconds * SR)
-    rows = []
-    for mi, m in enumerate(MACHINES):
-        rng = np.random.default_rng([seed, mi])
-        folder = root / "dev_data" / "raw" / m.name
+@dataclass(frozen=True)
+class DemoClip:
+    machine: DemoMachine
+    split: str
+    domain: str
+    label: str
+    value_index: int
+    anomaly: str | None
+    name: str
+
+    @property
+    def relpath(self) -> str:
+        return f"dev_data/raw/{self.machine.name}/{self.split}/{self.name}"
+
+
+def demo_plan(sizes: DemoSizes = DemoSizes()) -> list[DemoClip]:
+    """Every clip the demo writes, in order (the workflow plans its jobs from this list)."""
+    plan = []
+    for m in MACHINES:
         values = [("source", i, v) for i, v in enumerate(m.source_values)]
         values += [("target", len(m.source_values) + i, v) for i, v in enumerate(m.target_values)]
-        clips = []  # (split, domain, label, value_index, value, anomaly kind)
+        cells = []  # (split, domain, label, value index, value, anomaly kind)
         for domain, vi, v in values:
             count = sizes.train_source if domain == "source" else sizes.train_target
-            clips += [("train", domain, "normal", vi, v, None)] * count
+            cells += [("train", domain, "normal", vi, v, None)] * count
         for domain in ("source", "target"):
-            cells = [(vi, v) for d, vi, v in values if d == domain]
+            options = [(vi, v) for d, vi, v in values if d == domain]
             for k in range(sizes.test_per_cell):
-                vi, v = cells[k % len(cells)]
-                clips.append(("test", domain, "normal", vi, v, None))
-                clips.append(("test", domain, "anomaly", vi, v, ANOMALY_KINDS[k % len(ANOMALY_KINDS)]))
+                vi, v = options[k % len(options)]
+                cells.append(("test", domain, "normal", vi, v, None))
+                cells.append(("test", domain, "anomaly", vi, v, ANOMALY_KINDS[k % len(ANOMALY_KINDS)]))
         counters: dict[tuple, int] = {}
-        for split, domain, label, vi, v, kind in clips:
-            key = (split, domain, label)
-            num = counters[key] = counters.get(key, -1) + 1
+        for split, domain, label, vi, v, kind in cells:
+            num = counters[(split, domain, label)] = counters.get((split, domain, label), -1) + 1
             name = f"section_00_{domain}_{split}_{label}_{num:04d}_{m.attribute}_{v}.wav"
-            path = folder / split / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(path) as tmp:
-                sf.write(tmp, _clip(rng, m, vi, n, kind), SR, subtype="PCM_16", format="WAV")
-            rows.append(dict(file_name=f"{m.name}/{split}/{name}", d1p=m.attribute, d1v=v, anomaly_kind=kind or ""))
-        import pandas as pd
+            plan.append(DemoClip(m, split, domain, label, vi, kind, name))
+    return plan
 
-        frame = pd.DataFrame([r for r in rows if r["file_name"].startswith(m.name + "/")])
-        write_csv(folder / "attributes_00.csv", frame[["file_name", "d1p", "d1v"]])
-    log.info("demo data: %d clips of %d machine types in %s", len(rows), len(MACHINES), root)
+
+def make_demo_data(root: str | Path, seed: int = 0, sizes: DemoSizes = DemoSizes()) -> Path:
+    """Write dev_data/raw/<machine>/{train,test}/section_00_*.wav and attributes_00.csv below root."""
+    import csv
+
+    root = Path(root)
+    n = int(sizes.seconds * SR)
+    plan = demo_plan(sizes)
+    for mi, m in enumerate(MACHINES):
+        rng = np.random.default_rng([seed, mi])
+        clips = [c for c in plan if c.machine is m]
+        for c in clips:
+            with atomic_path(root / c.relpath) as tmp:
+                sf.write(tmp, _clip(rng, m, c.value_index, n, c.anomaly), SR, subtype="PCM_16", format="WAV")
+        with atomic_path(root / "dev_data" / "raw" / m.name / "attributes_00.csv") as tmp, open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["file_name", "d1p", "d1v"])
+            for c in clips:
+                writer.writerow([f"{m.name}/{c.split}/{c.name}", m.attribute, c.name.rsplit("_", 1)[1][:-4]])
+    log.info("demo data: %d clips of %d machine types in %s", len(plan), len(MACHINES), root)
     return root
 
 

@@ -1,0 +1,92 @@
+"""Clip embeddings from cached features: batched, in inference mode, on any device."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+POOLINGS = ("cls", "mean", "cls+mean")
+LONG_CLIPS = ("crop", "sliding")
+
+
+@dataclass(frozen=True)
+class EmbedSettings:
+    pooling: str = "cls"  # CLS token, mean of patch tokens, or both concatenated
+    segment_frames: int | None = None  # encoder input length; None = the whole cached clip
+    long_clips: str = "crop"  # clips longer than segment_frames: first segment, or mean over sliding windows
+    hop_frames: int | None = None  # sliding-window hop; None = segment_frames (no overlap)
+    batch_size: int = 32
+
+    def __post_init__(self):
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"embedding.pooling = {self.pooling!r}: choose one of {', '.join(POOLINGS)}")
+        if self.long_clips not in LONG_CLIPS:
+            raise ValueError(f"embedding.long_clips = {self.long_clips!r}: choose one of {', '.join(LONG_CLIPS)}")
+        for name in ("segment_frames", "hop_frames"):
+            v = getattr(self, name)
+            if v is not None and (v <= 0 or (name == "segment_frames" and v % 16)):
+                raise ValueError(f"embedding.{name} = {v}: must be a positive multiple of 16")
+
+
+def default_device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA; float32 elsewhere."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def pool_tokens(tokens: torch.Tensor, pooling: str) -> torch.Tensor:
+    cls, patches = tokens[:, 0], tokens[:, 1:].mean(dim=1)
+    if pooling == "cls":
+        return cls
+    if pooling == "mean":
+        return patches
+    return torch.cat([cls, patches], dim=1)
+
+
+def windows(features: torch.Tensor, settings: EmbedSettings) -> torch.Tensor:
+    """(B, T, F) -> (B, W, S, F): the segments each clip is embedded from."""
+    seg = settings.segment_frames or features.shape[1]
+    if features.shape[1] < seg:
+        features = torch.nn.functional.pad(features, (0, 0, 0, seg - features.shape[1]))
+    if settings.long_clips == "crop" or features.shape[1] == seg:
+        return features[:, None, :seg]
+    hop = settings.hop_frames or seg
+    return features.unfold(1, seg, hop).permute(0, 1, 3, 2)
+
+
+@torch.inference_mode()
+def embed_features(model, features, settings: EmbedSettings = EmbedSettings(), device=None, desc: str = "embed") -> np.ndarray:
+    """Embeddings (N, D) of cached features. `features` is a tensor (N, T, 128) or a
+    FeatureFile plus rows given as (file, rows), read batch by batch."""
+    device = torch.device(device) if device is not None else default_device()
+    model = model.to(device).eval()
+    if isinstance(features, tuple):
+        source, rows = features
+        n, read = len(rows), lambda a, b: source.read(rows[a:b])
+    else:
+        n, read = len(features), lambda a, b: features[a:b]
+    out = []
+    for start in tqdm(range(0, n, settings.batch_size), desc=desc, unit="batch", mininterval=2, disable=n == 0):
+        batch = read(start, start + settings.batch_size)
+        segs = windows(batch, settings)
+        b, w = segs.shape[:2]
+        x = segs.reshape(b * w, 1, *segs.shape[2:]).to(device, non_blocking=True)
+        with autocast(device):
+            tokens = model(x)
+        emb = pool_tokens(tokens.float(), settings.pooling).view(b, w, -1).mean(dim=1)
+        out.append(emb.cpu())
+    dim = out[0].shape[1] if out else 0
+    return torch.cat(out).numpy() if out else np.zeros((0, dim), np.float32)

@@ -1,0 +1,114 @@
+"""Feature cache: the normalised fbank of every clip of a machine type, computed once and stored
+in one safetensors file keyed by each clip's content hash and the feature settings."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .audio import eat_fbank_batch, load_wav
+from .io import atomic_path
+
+log = logging.getLogger(__name__)
+
+RECIPE = "eat-kaldi-fbank-128-v1"  # bump when the feature code changes what it computes
+
+
+class StaleFeaturesError(RuntimeError):
+    """A feature file that was computed from other clips or other settings."""
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    target_frames: int = 1024  # 10.24 s at a 10 ms shift; a multiple of 16
+
+    def __post_init__(self):
+        if self.target_frames <= 0 or self.target_frames % 16:
+            raise ValueError(f"features.target_frames = {self.target_frames}: must be a positive multiple of 16")
+
+    def key(self) -> str:
+        return json.dumps({"recipe": RECIPE, **asdict(self)}, sort_keys=True)
+
+
+def content_hash(path: str | Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def compute_features(paths: list[str], settings: FeatureSettings, batch_size: int = 32, desc: str = "fbank") -> torch.Tensor:
+    """(N, target_frames, 128) float32 for the given wav files, in order."""
+    out = torch.empty(len(paths), settings.target_frames, 128)
+    for start in tqdm(range(0, len(paths), batch_size), desc=desc, unit="batch", mininterval=2):
+        chunk = [load_wav(p) for p in paths[start : start + batch_size]]
+        by_rate: dict[int, list[int]] = {}
+        for i, (_, sr) in enumerate(chunk):
+            by_rate.setdefault(sr, []).append(i)
+        for sr, idx in by_rate.items():
+            out[[start + i for i in idx]] = eat_fbank_batch([chunk[i][0] for i in idx], sr, settings.target_frames)
+    return out
+
+
+def build_feature_file(paths: list[str], filenames: list[str], settings: FeatureSettings, out: str | Path,
+                       batch_size: int = 32, desc: str = "fbank") -> None:
+    """Compute features for the clips and write them, with their keys, atomically to `out`."""
+    from safetensors.torch import save_file
+
+    hashes = [content_hash(p) for p in paths]
+    feats = compute_features(paths, settings, batch_size, desc)
+    meta = {"settings": settings.key(), "filenames": json.dumps(filenames), "hashes": json.dumps(hashes)}
+    with atomic_path(out) as tmp:
+        save_file({"features": feats.contiguous()}, str(tmp), metadata=meta)
+
+
+class FeatureFile:
+    """Read access to a feature file without loading it whole (safetensors slices are read on demand)."""
+
+    def __init__(self, path: str | Path, settings: FeatureSettings | None = None):
+        from safetensors import safe_open
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"{self.path}: feature file not found")
+        self._file = safe_open(str(self.path), framework="pt")
+        meta = self._file.metadata()
+        self.filenames: list[str] = json.loads(meta["filenames"])
+        self.hashes: list[str] = json.loads(meta["hashes"])
+        self.settings_key = meta["settings"]
+        self._slice = self._file.get_slice("features")
+        self.shape = tuple(self._slice.get_shape())
+        if settings is not None and settings.key() != self.settings_key:
+            raise StaleFeaturesError(f"{self.path}: computed with {self.settings_key}, expected {settings.key()}")
+        self._index = {name: i for i, name in enumerate(self.filenames)}
+
+    def __len__(self) -> int:
+        return len(self.filenames)
+
+    def rows(self, filenames: list[str]) -> np.ndarray:
+        missing = [f for f in filenames if f not in self._index]
+        if missing:
+            raise StaleFeaturesError(f"{self.path}: no features for {len(missing)} clip(s), e.g. {missing[:3]}")
+        return np.array([self._index[f] for f in filenames], dtype=int)
+
+    def read(self, rows) -> torch.Tensor:
+        """Features of the given row positions, (len(rows), T, 128)."""
+        rows = np.asarray(rows, dtype=int)
+        if len(rows) and np.all(np.diff(rows) == 1):
+            return self._slice[int(rows[0]) : int(rows[-1]) + 1]
+        return torch.stack([self._slice[int(r) : int(r) + 1][0] for r in rows]) if len(rows) else torch.empty(0, *self.shape[1:])
+
+    def check_hashes(self, paths: list[str], filenames: list[str]) -> None:
+        """Raise if any clip's content changed since its features were computed."""
+        rows = self.rows(filenames)
+        changed = [f for f, r, p in zip(filenames, rows, paths) if content_hash(p) != self.hashes[r]]
+        if changed:
+            raise StaleFeaturesError(f"{self.path}: {len(changed)} clip(s) changed since features were computed, e.g. {changed[:3]}")

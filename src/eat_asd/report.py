@@ -1,0 +1,180 @@
+"""What a person reads: tables (CSV + Markdown), DCASE submission files, plots and one HTML report."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .io import atomic_path, write_text
+
+
+def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
+    def cell(v):
+        if isinstance(v, (float, np.floating)):
+            return "n/a" if not np.isfinite(v) else f"{v:.{digits}f}"
+        return str(v)
+
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def write_table(frame: pd.DataFrame, csv_path: str | Path) -> None:
+    """The table as CSV and, beside it, as Markdown (.md)."""
+    csv_path = Path(csv_path)
+    with atomic_path(csv_path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6f")
+    write_text(csv_path.with_suffix(".md"), markdown_table(frame))
+
+
+def dcase_table_with_summary(table: pd.DataFrame, summary: dict) -> pd.DataFrame:
+    """Per-section rows followed by the summary rows (harmonic means) in the same columns."""
+    extra = [
+        dict(machine_type="official_score (hmean of AUC(source), AUC(target), pAUC)", auc=summary["official_score"]),
+        dict(machine_type="arithmetic_mean", auc=summary["arithmetic_mean"]),
+        dict(machine_type="hmean_source", auc_source=summary["hmean_source"]),
+        dict(machine_type="hmean_target", auc_target=summary["hmean_target"]),
+        dict(machine_type="hmean_pauc", pauc=summary["hmean_pauc"]),
+    ]
+    return pd.concat([table, pd.DataFrame(extra)], ignore_index=True).astype({"section": object}).fillna({"section": ""})
+
+
+def submission_names(machine: str, section: str) -> tuple[str, str]:
+    return (f"anomaly_score_{machine}_section_{section}_test.csv", f"decision_result_{machine}_section_{section}_test.csv")
+
+
+def write_submission(scores: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """DCASE submission files for every (machine type, section): rows `filename,score` and `filename,0|1`."""
+    out_dir = Path(out_dir)
+    written = []
+    for (machine, section), g in scores.groupby(["machine", "section"], sort=True):
+        score_name, decision_name = submission_names(machine, section)
+        for name, column in ((score_name, "score"), (decision_name, "decision")):
+            with atomic_path(out_dir / name) as tmp:
+                g[["filename", column]].to_csv(tmp, header=False, index=False, float_format="%.8f")
+            written.append(out_dir / name)
+    return written
+
+
+def read_submission(path: str | Path) -> pd.DataFrame:
+    return pd.read_csv(path, header=None, names=["filename", "value"])
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_roc(scores: pd.DataFrame, path: str | Path, title: str) -> bool:
+    """ROC curve per section (and pooled) of one machine type; False if it has no labelled test data."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    plt = _figure()
+    lab = scores[scores["label"].isin(["normal", "anomaly"])]
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    drawn = False
+    groups = [("all clips", lab)] + ([(f"section {s}", g) for s, g in lab.groupby("section")] if lab["section"].nunique() > 1 else [])
+    for name, g in groups:
+        y = (g["label"] == "anomaly").astype(int)
+        if y.nunique() < 2:
+            continue
+        fpr, tpr, _ = roc_curve(y, g["score"])
+        ax.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(y, g['score']):.3f})")
+        drawn = True
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="chance")
+    ax.axvspan(0, 0.1, color="orange", alpha=0.12, label="pAUC region (FPR ≤ 0.1)")
+    ax.set(xlabel="false positive rate (normals flagged)", ylabel="true positive rate (anomalies found)", title=title, xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="lower right", fontsize=8)
+    if not drawn:
+        ax.text(0.5, 0.5, "no labelled normal and anomalous\ntest clips: no ROC curve", ha="center", va="center")
+    _save(fig, path)
+    return drawn
+
+
+def plot_histogram(scores: pd.DataFrame, train_scores: np.ndarray | None, threshold: float | None, path: str | Path, title: str) -> None:
+    """Score distributions: training normals (leave-one-out), test normals, test anomalies, unlabeled."""
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    series = []
+    if train_scores is not None and len(train_scores):
+        series.append(("train normals (leave-one-out)", np.asarray(train_scores), "tab:grey"))
+    colours = {"normal": "tab:blue", "anomaly": "tab:red", "unknown": "tab:purple"}
+    for label in ("normal", "anomaly", "unknown"):
+        s = scores.loc[scores["label"] == label, "score"].to_numpy()
+        if len(s):
+            series.append((f"test {label}" if label != "unknown" else "test (unlabeled)", s, colours[label]))
+    finite = np.concatenate([s[np.isfinite(s)] for _, s, _ in series]) if series else np.zeros(1)
+    bins = np.linspace(finite.min(), finite.max() + 1e-9, 30)
+    for name, s, colour in series:
+        ax.hist(s[np.isfinite(s)], bins=bins, alpha=0.5, label=f"{name} (n={len(s)})", color=colour, density=True)
+    if threshold is not None and np.isfinite(threshold):
+        ax.axvline(threshold, color="black", ls="--", label=f"decision threshold {threshold:.4f}")
+    ax.set(xlabel="anomaly score (kNN cosine distance)", ylabel="density", title=title)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def _save(fig, path) -> None:
+    with atomic_path(path) as tmp:
+        fig.tight_layout()
+        fig.savefig(tmp, format="png")
+    _figure().close(fig)
+
+
+# ----------------------------------------------------------------------------- HTML
+
+
+def _img(path: Path) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return f'<img alt="{html.escape(Path(path).name)}" src="data:image/png;base64,{data}">'
+
+
+def _html_table(frame: pd.DataFrame) -> str:
+    return frame.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep="n/a", border=0, classes="t")
+
+
+def html_report(out: str | Path, auroc: pd.DataFrame, dcase: pd.DataFrame, summary: dict, notes: list[str],
+                plots: dict[str, list[Path]], config: dict, links: dict[str, str], training: dict | None = None) -> None:
+    """One self-contained HTML page (images embedded) with results, plots, links and the configuration."""
+    import yaml
+
+    def rel(target: str) -> str:
+        return html.escape(str(Path(target).resolve().relative_to(Path(out).resolve().parent)) if Path(target).is_absolute() else target)
+
+    overall = auroc.loc[auroc["machine_type"] == "overall", "auroc"]
+    overall = float(overall.iloc[0]) if len(overall) else float("nan")
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>eat-asd report</title><style>",
+        "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}"
+        "table.t{border-collapse:collapse;margin:.5em 0}table.t td,table.t th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+        "table.t th{background:#f0f0f0}img{max-width:48%;margin:4px;border:1px solid #eee}.big{font-size:1.4em}"
+        "pre{background:#f7f7f7;padding:1em;overflow:auto}.note{color:#a15c00}",
+        "</style></head><body><h1>Anomalous sound detection report</h1>",
+        f"<p class='big'>Overall AUROC: <b>{overall:.4f}</b> &nbsp; Official DCASE score: <b>{summary.get('official_score', float('nan')):.4f}</b></p>",
+        "<h2>AUROC per machine type</h2>", _html_table(auroc),
+        "<h2>Official DCASE metrics</h2><p>AUC(source/target): that domain's normals plus all anomalies of the section; "
+        "pAUC: all clips of the section, FPR ≤ 0.1 (McClish-standardised). Official score: harmonic mean of every AUC(source), "
+        "AUC(target) and pAUC.</p>", _html_table(dcase),
+    ]
+    if notes:
+        parts.append("<h3>Notes</h3><ul>" + "".join(f"<li class='note'>{html.escape(n)}</li>" for n in notes) + "</ul>")
+    if training:
+        parts.append("<h2>Encoder training</h2><pre>" + html.escape(json.dumps(training, indent=2, default=str)) + "</pre>")
+    for machine, images in plots.items():
+        parts.append(f"<h2>{html.escape(machine)}</h2>" + "".join(_img(p) for p in images))
+    parts.append("<h2>Files</h2><ul>" + "".join(f"<li><a href='{rel(t)}'>{html.escape(name)}</a></li>" for name, t in links.items()) + "</ul>")
+    parts.append("<h2>Configuration</h2><pre>" + html.escape(yaml.safe_dump(config, sort_keys=False)) + "</pre></body></html>")
+    write_text(out, "\n".join(parts))

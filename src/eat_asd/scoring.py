@@ -1,0 +1,160 @@
+"""Memory banks of normal training embeddings and k-nearest-neighbour cosine-distance scores."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+log = logging.getLogger(__name__)
+
+BANK_SPLITS = ("machine", "section")
+DOMAIN_STRATEGIES = ("pooled", "min")
+
+
+@dataclass(frozen=True)
+class ScoreSettings:
+    k: int = 1
+    bank_split: str = "machine"  # one bank per machine type, or one per section
+    domain_strategy: str = "pooled"  # one bank for both domains, or min over source and target banks
+    threshold_quantile: float = 0.9  # of the gamma fitted to the training clips' leave-one-out scores
+
+    def __post_init__(self):
+        if self.k < 1:
+            raise ValueError(f"scoring.k = {self.k}: must be at least 1")
+        if self.bank_split not in BANK_SPLITS:
+            raise ValueError(f"scoring.bank_split = {self.bank_split!r}: choose one of {', '.join(BANK_SPLITS)}")
+        if self.domain_strategy not in DOMAIN_STRATEGIES:
+            raise ValueError(f"scoring.domain_strategy = {self.domain_strategy!r}: choose one of {', '.join(DOMAIN_STRATEGIES)}")
+        if not 0 < self.threshold_quantile < 1:
+            raise ValueError(f"scoring.threshold_quantile = {self.threshold_quantile}: must be in (0, 1)")
+
+
+def l2_normalise(x) -> torch.Tensor:
+    x = torch.as_tensor(x, dtype=torch.float32)
+    return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def knn_distance(queries, bank, k: int = 1, exclude_self: bool = False, query_chunk: int = 1024,
+                 bank_chunk: int = 16384, device=None) -> np.ndarray:
+    """Mean cosine distance of each query to its k nearest bank embeddings, exactly.
+
+    Queries and bank are walked in chunks with a running top-k, so memory stays at
+    query_chunk x (bank_chunk + k) similarities whatever the bank size. With
+    exclude_self, queries are the bank itself and each row skips its own entry
+    (leave-one-out).
+    """
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    q, b = l2_normalise(queries).to(device), l2_normalise(bank).to(device)
+    n_bank = b.shape[0] - (1 if exclude_self else 0)
+    if n_bank < 1:
+        raise ValueError("memory bank is empty" + (" after leaving one out" if exclude_self else ""))
+    if k > n_bank:
+        raise ValueError(f"k = {k} exceeds the memory bank size {n_bank}")
+    out = torch.empty(q.shape[0])
+    for qs in range(0, q.shape[0], query_chunk):
+        qc = q[qs : qs + query_chunk]
+        best = torch.full((qc.shape[0], k), -float("inf"), device=device)
+        for bs in range(0, b.shape[0], bank_chunk):
+            sims = qc @ b[bs : bs + bank_chunk].T
+            if exclude_self:
+                rows = torch.arange(qc.shape[0], device=device)
+                cols = rows + qs - bs
+                keep = (cols >= 0) & (cols < sims.shape[1])
+                sims[rows[keep], cols[keep]] = -float("inf")
+            best = torch.topk(torch.cat([best, sims], dim=1), k, dim=1).values
+        out[qs : qs + qc.shape[0]] = (1 - best).mean(dim=1).cpu()
+    return out.numpy()
+
+
+def _groups(meta: pd.DataFrame, settings: ScoreSettings) -> pd.Series:
+    return meta["section"].astype(str) if settings.bank_split == "section" else pd.Series("all", index=meta.index)
+
+
+def score_against_banks(bank_emb: np.ndarray, bank_meta: pd.DataFrame, query_emb: np.ndarray, query_meta: pd.DataFrame,
+                        settings: ScoreSettings, leave_one_out: bool = False) -> np.ndarray:
+    """Anomaly score per query (higher = more anomalous) against the bank(s) its settings select.
+
+    With leave_one_out, the queries are the bank clips themselves (same order) and none is
+    compared with itself: that gives the training scores the decision threshold is fitted on.
+    """
+    bank_meta, query_meta = bank_meta.reset_index(drop=True), query_meta.reset_index(drop=True)
+    scores = np.full(len(query_meta), np.nan)
+    bank_groups, query_groups = _groups(bank_meta, settings), _groups(query_meta, settings)
+    for group in query_groups.unique():
+        q_idx = np.flatnonzero(query_groups == group)
+        in_group = bank_groups == group
+        if not in_group.any():
+            raise ValueError(f"no training clips in the memory bank for section {group}")
+        if settings.domain_strategy == "pooled":
+            banks = [np.flatnonzero(in_group)]
+        else:
+            banks = [np.flatnonzero(in_group & (bank_meta["domain"] == d)) for d in ("source", "target")]
+            banks = [b for b in banks if len(b)] or [np.flatnonzero(in_group)]
+        per_bank = []
+        for b_idx in banks:
+            if leave_one_out:
+                # each query that is also in this bank skips itself; others see the full bank
+                per_bank.append(_loo_scores(bank_emb, b_idx, q_idx, settings.k))
+            else:
+                k = min(settings.k, len(b_idx))
+                per_bank.append(knn_distance(query_emb[q_idx], bank_emb[b_idx], k))
+        scores[q_idx] = np.min(per_bank, axis=0)
+    return scores
+
+
+def _loo_scores(emb: np.ndarray, bank_idx: np.ndarray, query_idx: np.ndarray, k: int) -> np.ndarray:
+    out = np.empty(len(query_idx))
+    inside = np.isin(query_idx, bank_idx)
+    if inside.any():
+        sub = bank_idx[np.isin(bank_idx, query_idx[inside])]
+        # queries inside the bank: order the bank so those come first and exclude the diagonal
+        rest = bank_idx[~np.isin(bank_idx, sub)]
+        order = np.concatenate([sub, rest])
+        kk = min(k, len(order) - 1)
+        if kk < 1:
+            out[inside] = np.inf  # a bank of one clip cannot score itself
+        else:
+            d = knn_distance(emb[sub], emb[order], kk, exclude_self=True)
+            pos = {c: i for i, c in enumerate(sub)}
+            out[inside] = d[[pos[c] for c in query_idx[inside]]]
+    if (~inside).any():
+        out[~inside] = knn_distance(emb[query_idx[~inside]], emb[bank_idx], min(k, len(bank_idx)))
+    return out
+
+
+def gamma_threshold(train_scores: np.ndarray, quantile: float) -> float:
+    """Decision threshold: the quantile of a gamma distribution fitted to normal training scores."""
+    import scipy.stats
+
+    s = np.asarray(train_scores, dtype=float)
+    s = s[np.isfinite(s)]
+    if len(s) < 3:
+        raise ValueError(f"need at least 3 finite training scores to fit the threshold, got {len(s)}")
+    if np.ptp(s) == 0:
+        return float(s[0])
+    try:
+        params = scipy.stats.gamma.fit(s)
+        threshold = float(scipy.stats.gamma.ppf(quantile, *params))
+    except Exception as err:  # scipy's fit can fail on degenerate data
+        log.warning("gamma fit failed (%s); using the empirical %.2f quantile", err, quantile)
+        return float(np.quantile(s, quantile))
+    if not np.isfinite(threshold):
+        log.warning("gamma fit gave a non-finite threshold; using the empirical %.2f quantile", quantile)
+        return float(np.quantile(s, quantile))
+    return threshold
+
+
+def score_machine(train_emb: np.ndarray, train_meta: pd.DataFrame, test_emb: np.ndarray, test_meta: pd.DataFrame,
+                  settings: ScoreSettings) -> tuple[pd.DataFrame, float, np.ndarray]:
+    """Scores and decisions for one machine type's test clips: (table, threshold, training scores)."""
+    train_scores = score_against_banks(train_emb, train_meta, train_emb, train_meta, settings, leave_one_out=True)
+    threshold = gamma_threshold(train_scores, settings.threshold_quantile)
+    scores = score_against_banks(train_emb, train_meta, test_emb, test_meta, settings)
+    table = test_meta[["filename", "machine", "section", "domain", "label", "attribute_string"]].reset_index(drop=True).copy()
+    table["score"] = scores
+    table["decision"] = (scores > threshold).astype(int)
+    return table, threshold, train_scores

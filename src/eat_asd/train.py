@@ -1,0 +1,427 @@
+"""Fine-tuning ONE shared EAT encoder on the normal training clips of all machine types.
+
+An auxiliary classifier on the CLS embedding learns labels finer than the machine type
+(machine x section x attributes); the encoder adapts through LoRA on the attention qkv and
+proj layers (or fully, or not at all). Validation uses held-out training normals only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from .data import aux_labels, resolve_granularity, train_val_split, training_clips
+from .eat import EAT, load_eat, save_eat
+from .embed import autocast, default_device
+from .features import FeatureFile, FeatureSettings
+from .io import atomic_path, write_csv, write_json
+
+log = logging.getLogger(__name__)
+
+MODES = ("lora", "full", "frozen")
+LOSSES = ("softmax", "arcface")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot start or go on; the message says which setting or data is at fault."""
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    mode: str = "lora"
+    lora_r: int = 8
+    lora_alpha: int = 32
+    lora_dropout: float = 0.1
+    target_modules: tuple[str, ...] = ("qkv", "proj")
+    lora_blocks: tuple[int, ...] | None = None  # None = every block; e.g. (10, 11) for the top two
+    loss: str = "softmax"
+    arcface_margin: float = 0.2
+    arcface_scale: float = 30.0
+    granularity: str = "auto"
+    epochs: int = 10
+    max_steps: int | None = None
+    batch_size: int = 16
+    grad_accum: int = 1
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.1
+    val_fraction: float = 0.1
+    seed: int = 0
+    crop_frames: int | None = None  # random time crop of the cached features
+    time_masks: int = 0  # SpecAugment-style masks per clip
+    time_mask_frames: int = 40
+    freq_masks: int = 0
+    freq_mask_bins: int = 16
+
+    def __post_init__(self):
+        checks = [
+            (self.mode in MODES, f"finetune.mode = {self.mode!r}: choose one of {', '.join(MODES)}"),
+            (self.loss in LOSSES, f"train.loss = {self.loss!r}: choose one of {', '.join(LOSSES)}"),
+            (self.epochs >= 1, f"train.epochs = {self.epochs}: must be at least 1"),
+            (self.batch_size >= 1 and self.grad_accum >= 1, "train.batch_size and train.grad_accum must be at least 1"),
+            (self.lora_r >= 1, f"lora.r = {self.lora_r}: must be at least 1"),
+            (self.crop_frames is None or (self.crop_frames > 0 and self.crop_frames % 16 == 0),
+             f"train.crop_frames = {self.crop_frames}: must be a positive multiple of 16"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    def key(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+class ArcMarginHead(nn.Module):
+    """Additive angular margin (ArcFace) classifier: logits s*cos(theta + m) for the true class."""
+
+    def __init__(self, dim: int, n_classes: int, margin: float, scale: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n_classes, dim))
+        nn.init.xavier_uniform_(self.weight)
+        self.margin, self.scale = margin, scale
+
+    def forward(self, emb: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        cos = F.linear(F.normalize(emb), F.normalize(self.weight)).clamp(-1 + 1e-7, 1 - 1e-7)
+        if labels is None:
+            return self.scale * cos
+        theta = torch.acos(cos)
+        target = F.one_hot(labels, cos.shape[1]).bool()
+        return self.scale * torch.where(target, torch.cos(theta + self.margin), cos)
+
+
+class SoftmaxHead(nn.Module):
+    def __init__(self, dim: int, n_classes: int):
+        super().__init__()
+        self.linear = nn.Linear(dim, n_classes)
+
+    def forward(self, emb: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.linear(emb)
+
+
+class AuxClassifier(nn.Module):
+    """Encoder + classifier on its CLS token."""
+
+    def __init__(self, encoder: nn.Module, head: nn.Module):
+        super().__init__()
+        self.encoder, self.head = encoder, head
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.encoder(x)[:, 0].float(), labels)
+
+
+def make_head(settings: TrainSettings, dim: int, n_classes: int) -> nn.Module:
+    if settings.loss == "arcface":
+        return ArcMarginHead(dim, n_classes, settings.arcface_margin, settings.arcface_scale)
+    return SoftmaxHead(dim, n_classes)
+
+
+def lora_config(settings: TrainSettings):
+    from peft import LoraConfig
+
+    extra = dict(layers_to_transform=list(settings.lora_blocks), layers_pattern="blocks") if settings.lora_blocks else {}
+    return LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
+                      target_modules=list(settings.target_modules), bias="none", **extra)
+
+
+def lora_targets(model: EAT, settings: TrainSettings) -> list[str]:
+    """Module names the LoRA target pattern selects; refuses a pattern that matches nothing or a non-Linear."""
+    from peft.tuners.tuners_utils import check_target_module_exists
+
+    config = lora_config(settings)
+    hits = [name for name, _ in model.named_modules() if name and check_target_module_exists(config, name)]
+    if not hits:
+        raise TrainingError(f"lora.target_modules = {list(settings.target_modules)} matches no layer of the encoder "
+                            "(attention layers are blocks.N.attn.qkv and blocks.N.attn.proj)")
+    modules = dict(model.named_modules())
+    wrong = [f"{n} ({type(modules[n]).__name__})" for n in hits if not isinstance(modules[n], nn.Linear)]
+    if wrong:
+        raise TrainingError(f"lora.target_modules = {list(settings.target_modules)} matches non-Linear layers: {', '.join(wrong)}")
+    return hits
+
+
+def prepare_encoder(encoder: EAT, settings: TrainSettings) -> nn.Module:
+    """The encoder with exactly the parameters the mode trains set to require gradients."""
+    if settings.mode == "lora":
+        from peft import get_peft_model
+
+        lora_targets(encoder, settings)
+        return get_peft_model(encoder, lora_config(settings))
+    encoder.requires_grad_(settings.mode == "full")
+    return encoder
+
+
+def merged_encoder(encoder: nn.Module) -> EAT:
+    """A plain EAT with any LoRA weights merged in (loads without peft)."""
+    if isinstance(encoder, EAT):
+        return encoder
+    import copy
+
+    return copy.deepcopy(encoder).merge_and_unload()
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass
+class TrainingData:
+    """The training normals of every training machine type, read batch by batch from the feature files."""
+
+    files: list[FeatureFile]
+    clips: pd.DataFrame  # one row per clip with columns file, row, aux_label, y
+    classes: list[str]
+    granularity: str
+
+    def read(self, idx: np.ndarray) -> torch.Tensor:
+        files, rows = self.clips["file"].to_numpy()[idx], self.clips["row"].to_numpy()[idx]
+        out = torch.empty(len(idx), *self.files[0].shape[1:])
+        for f in np.unique(files):
+            out[files == f] = self.files[f].read(rows[files == f])
+        return out
+
+
+def load_training_data(feature_paths: list[str | Path], manifests: list[pd.DataFrame], feature_settings: FeatureSettings,
+                       granularity: str) -> TrainingData:
+    parts = []
+    files = []
+    for i, (path, manifest) in enumerate(zip(feature_paths, manifests)):
+        clips = training_clips(manifest)
+        if clips.empty:
+            continue
+        ff = FeatureFile(path, feature_settings)
+        files.append(ff)
+        parts.append(clips.assign(file=len(files) - 1, row=ff.rows(clips["filename"].tolist())))
+    if not parts:
+        raise TrainingError("no normal training clips in the training machine types: nothing to train on")
+    clips = pd.concat(parts, ignore_index=True)
+    level = resolve_granularity(clips, granularity)
+    clips["aux_label"] = aux_labels(clips, level).to_numpy()
+    classes = sorted(clips["aux_label"].unique())
+    if len(classes) < 2:
+        raise TrainingError(f"the auxiliary classifier needs at least 2 classes; granularity {level!r} gives only {classes} "
+                            "(add machine types, or use a finer train.granularity)")
+    clips["y"] = clips["aux_label"].map({c: i for i, c in enumerate(classes)})
+    return TrainingData(files, clips, classes, level)
+
+
+def augment(x: torch.Tensor, settings: TrainSettings, gen: torch.Generator) -> torch.Tensor:
+    """Random time crop and SpecAugment-style time/frequency masks, drawn from `gen`."""
+    b, t, f = x.shape
+    if settings.crop_frames and settings.crop_frames < t:
+        starts = torch.randint(0, t - settings.crop_frames + 1, (b,), generator=gen)
+        x = torch.stack([x[i, s : s + settings.crop_frames] for i, s in enumerate(starts.tolist())])
+        t = settings.crop_frames
+    if settings.time_masks or settings.freq_masks:
+        x = x.clone()
+        for i in range(b):
+            for _ in range(settings.time_masks):
+                w = int(torch.randint(0, settings.time_mask_frames + 1, (1,), generator=gen))
+                s = int(torch.randint(0, max(1, t - w), (1,), generator=gen))
+                x[i, s : s + w] = 0
+            for _ in range(settings.freq_masks):
+                w = int(torch.randint(0, settings.freq_mask_bins + 1, (1,), generator=gen))
+                s = int(torch.randint(0, max(1, f - w), (1,), generator=gen))
+                x[i, :, s : s + w] = 0
+    return x
+
+
+# ----------------------------------------------------------------------------- loop
+
+
+def lr_lambda(total_steps: int, warmup_fraction: float):
+    warmup = max(1, int(round(total_steps * warmup_fraction)))
+
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return f
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+@torch.no_grad()
+def evaluate(model: AuxClassifier, data: TrainingData, idx: np.ndarray, batch_size: int, device) -> tuple[float, float]:
+    model.eval()
+    total_loss, correct = 0.0, 0
+    for s in range(0, len(idx), batch_size):
+        b = idx[s : s + batch_size]
+        x = data.read(b).unsqueeze(1).to(device)
+        y = torch.as_tensor(data.clips["y"].to_numpy()[b], device=device)
+        with autocast(device):
+            logits = model(x)
+        total_loss += float(F.cross_entropy(logits.float(), y, reduction="sum"))
+        correct += int((logits.argmax(1) == y).sum())
+    return total_loss / max(1, len(idx)), correct / max(1, len(idx))
+
+
+def train_encoder(encoder_source: str | Path, data: TrainingData, settings: TrainSettings, out_dir: str | Path,
+                  device=None) -> dict:
+    """Train, keep the best epoch by validation loss, and write the merged encoder and reports to out_dir.
+
+    Writes out_dir/encoder (Hub layout, load with load_eat), out_dir/lora_adapter (peft, LoRA
+    mode), out_dir/head.safetensors, out_dir/train_log.csv and out_dir/summary.json. An
+    interrupted run resumes from out_dir/checkpoint/last.pt.
+    """
+    out_dir = Path(out_dir)
+    device = torch.device(device) if device is not None else default_device()
+    started = time.time()
+    torch.manual_seed(settings.seed)
+    try:
+        base = load_eat(encoder_source)
+    except Exception as err:
+        raise TrainingError(f"encoder {encoder_source}: {err}") from err
+    tr_idx, va_idx = train_val_split(data.clips["aux_label"], settings.val_fraction, settings.seed)
+    summary = dict(mode=settings.mode, encoder=str(encoder_source), classes=len(data.classes), granularity=data.granularity,
+                   n_train=int(len(tr_idx)), n_val=int(len(va_idx)), settings=asdict(settings))
+    if settings.mode == "frozen":
+        save_eat(base, out_dir / "encoder")
+        write_csv(out_dir / "train_log.csv", pd.DataFrame(columns=LOG_COLUMNS))
+        summary.update(best_epoch=None, trainable_parameters=0, total_parameters=_count(base), seconds=time.time() - started)
+        write_json(out_dir / "summary.json", summary)
+        log.info("finetune.mode = frozen: the pre-trained encoder is used as is")
+        return summary
+
+    encoder = prepare_encoder(base, settings)
+    model = AuxClassifier(encoder, make_head(settings, base.config.embed_dim, len(data.classes))).to(device)
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    n_total = sum(p.numel() for p in model.parameters())
+    log.info("training %s: %d of %d parameters trainable (%.2f%%), %d classes (%s), %d train / %d validation clips",
+             settings.mode, n_trainable, n_total, 100 * n_trainable / n_total, len(data.classes), data.granularity,
+             len(tr_idx), len(va_idx))
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    batches_per_epoch = math.ceil(len(tr_idx) / settings.batch_size)
+    steps_per_epoch = math.ceil(batches_per_epoch / settings.grad_accum)
+    total_steps = steps_per_epoch * settings.epochs
+    if settings.max_steps:
+        total_steps = min(total_steps, settings.max_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total_steps, settings.warmup_fraction))
+
+    ckpt_path = out_dir / "checkpoint" / "last.pt"
+    state = dict(epoch=0, step=0, best_val=float("inf"), best_epoch=None, best_state=None, log=[])
+    if ckpt_path.is_file():
+        state = _resume(ckpt_path, settings, data, model, optimizer, scheduler) or state
+
+    labels_all = data.clips["y"].to_numpy()
+    for epoch in range(state["epoch"], settings.epochs):
+        if state["step"] >= total_steps:
+            break
+        t0 = time.time()
+        model.train()
+        gen = torch.Generator().manual_seed(settings.seed * 1000 + epoch)  # order and augmentation per epoch
+        order = tr_idx[torch.randperm(len(tr_idx), generator=gen).numpy()]
+        run_loss, run_correct, seen = 0.0, 0, 0
+        optimizer.zero_grad(set_to_none=True)
+        bar = tqdm(range(batches_per_epoch), desc=f"epoch {epoch + 1}/{settings.epochs}", unit="batch", mininterval=2)
+        for bi in bar:
+            b = order[bi * settings.batch_size : (bi + 1) * settings.batch_size]
+            x = augment(data.read(b), settings, gen).unsqueeze(1).to(device)
+            y = torch.as_tensor(labels_all[b], device=device)
+            with autocast(device):
+                logits = model(x, y)
+            loss = F.cross_entropy(logits.float(), y)
+            (loss * len(b) / (settings.batch_size * settings.grad_accum)).backward()
+            run_loss += loss.item() * len(b)
+            run_correct += int((logits.argmax(1) == y).sum())
+            seen += len(b)
+            if (bi + 1) % settings.grad_accum == 0 or bi + 1 == batches_per_epoch:
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                state["step"] += 1
+                bar.set_postfix(loss=f"{run_loss / seen:.4f}")
+                if state["step"] >= total_steps:
+                    break
+        val_loss, val_acc = evaluate(model, data, va_idx, settings.batch_size, device) if len(va_idx) else (float("nan"), float("nan"))
+        row = dict(epoch=epoch + 1, step=state["step"], train_loss=run_loss / seen, train_acc=run_correct / seen,
+                   val_loss=val_loss, val_acc=val_acc, lr=scheduler.get_last_lr()[0], seconds=time.time() - t0)
+        state["log"].append(row)
+        log.info("epoch %d: train loss %.4f acc %.3f | val loss %.4f acc %.3f | %.1f s", row["epoch"], row["train_loss"],
+                 row["train_acc"], val_loss, val_acc, row["seconds"])
+        # no validation clips: the last epoch counts as best
+        if not len(va_idx) or val_loss < state["best_val"]:
+            state.update(best_val=val_loss, best_epoch=epoch + 1, best_state=trainable_state(model))
+        state["epoch"] = epoch + 1
+        _checkpoint(ckpt_path, settings, data, model, optimizer, scheduler, state)
+
+    model.load_state_dict(state["best_state"], strict=False)
+    model.eval().cpu()
+    best = state["log"][state["best_epoch"] - 1]
+    _write_outputs(out_dir, model, data, settings)
+    summary.update(best_epoch=state["best_epoch"], val_loss=best["val_loss"], val_acc=best["val_acc"],
+                   train_loss=best["train_loss"], train_acc=best["train_acc"], steps=state["step"],
+                   trainable_parameters=n_trainable, total_parameters=n_total,
+                   trainable_percent=100 * n_trainable / n_total, seconds=time.time() - started,
+                   seconds_per_epoch=float(np.mean([r["seconds"] for r in state["log"]])), device=str(device))
+    write_csv(out_dir / "train_log.csv", pd.DataFrame(state["log"], columns=LOG_COLUMNS))
+    write_json(out_dir / "summary.json", summary)
+    shutil.rmtree(ckpt_path.parent, ignore_errors=True)
+    return summary
+
+
+LOG_COLUMNS = ["epoch", "step", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
+
+
+def _count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _write_outputs(out_dir: Path, model: AuxClassifier, data: TrainingData, settings: TrainSettings) -> None:
+    from safetensors.torch import save_file
+
+    save_eat(merged_encoder(model.encoder), out_dir / "encoder")
+    with atomic_path(out_dir / "head.safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in model.head.state_dict().items()}, str(tmp),
+                  metadata={"classes": json.dumps(data.classes), "loss": settings.loss})
+    if settings.mode == "lora":
+        tmp_dir = out_dir / ".lora_adapter.tmp"
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        model.encoder.save_pretrained(str(tmp_dir))
+        shutil.rmtree(out_dir / "lora_adapter", ignore_errors=True)
+        tmp_dir.rename(out_dir / "lora_adapter")
+
+
+def _checkpoint(path: Path, settings, data, model, optimizer, scheduler, state) -> None:
+    payload = dict(settings=settings.key(), classes=data.classes, trainable=trainable_state(model),
+                   optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), rng=torch.get_rng_state(),
+                   epoch=state["epoch"], step=state["step"], best_val=state["best_val"], best_epoch=state["best_epoch"],
+                   best_state=state["best_state"], log=json.dumps(state["log"]))
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def _resume(path: Path, settings, data, model, optimizer, scheduler) -> dict | None:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        log.warning("%s: cannot be read (%s); starting from scratch", path, err)
+        return None
+    if payload["settings"] != settings.key() or payload["classes"] != data.classes:
+        log.warning("%s: written with other settings or classes; starting from scratch", path)
+        return None
+    model.load_state_dict(payload["trainable"], strict=False)
+    optimizer.load_state_dict(payload["optimizer"])
+    scheduler.load_state_dict(payload["scheduler"])
+    torch.set_rng_state(payload["rng"])
+    log.info("resuming from %s after epoch %d", path, payload["epoch"])
+    return dict(epoch=payload["epoch"], step=payload["step"], best_val=payload["best_val"], best_epoch=payload["best_epoch"],
+                best_state=payload["best_state"], log=json.loads(payload["log"]))
+
+
+__all__ = ["TrainSettings", "TrainingData", "TrainingError", "load_training_data", "train_encoder", "lora_targets", "prepare_encoder"]
