@@ -11,15 +11,12 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
-
 from .io import atomic_path
 
 log = logging.getLogger(__name__)
 
 SR = 16000
-ANOMALY_KINDS = ("bearing_tick", "drifting_tone", "extra_harmonic", "rattle")
+ANOMALY_KINDS = ("bearing_tick", "drifting_tone", "extra_harmonic", "rattle")  # see synth.fault
 
 
 @dataclass(frozen=True)
@@ -47,50 +44,6 @@ class DemoSizes:
     train_source: int = 24  # per source attribute value
     train_target: int = 4  # per target attribute value (DCASE: few target-domain training clips)
     test_per_cell: int = 10  # normals and anomalies, per domain
-
-
-def _coloured_noise(rng, n: int, tilt: float) -> np.ndarray:
-    spec = np.fft.rfft(rng.standard_normal(n))
-    freqs = np.maximum(np.fft.rfftfreq(n, 1 / SR), 20.0)
-    noise = np.fft.irfft(spec / freqs ** (tilt / 2), n)
-    return noise / (noise.std() + 1e-12)
-
-
-def _machine_sound(rng, m: DemoMachine, value_index: int, n: int) -> np.ndarray:
-    t = np.arange(n) / SR
-    f0 = m.base_hz + m.step_hz * value_index + rng.normal(0, 0.8)
-    wobble = 1 + 0.003 * np.sin(2 * np.pi * rng.uniform(0.2, 1.0) * t)  # slight speed variation
-    phase = 2 * np.pi * f0 * np.cumsum(wobble) / SR
-    tone = sum(rng.uniform(0.5, 1.0) / h * np.sin(h * phase + rng.uniform(0, 2 * np.pi)) for h in range(1, m.harmonics + 1))
-    tone = tone / np.abs(tone).max()
-    return 0.5 * tone + rng.uniform(0.25, 0.4) * _coloured_noise(rng, n, m.noise_tilt) / 3
-
-
-def _fault(rng, kind: str, n: int, f0_guess: float) -> np.ndarray:
-    t = np.arange(n) / SR
-    if kind == "bearing_tick":  # periodic short impulses with a resonance
-        period = int(SR / rng.uniform(8, 25))
-        ticks = np.zeros(n)
-        ticks[rng.integers(0, period) :: period] = 1.0
-        ring = np.exp(-np.arange(200) / 25) * np.sin(2 * np.pi * rng.uniform(2500, 5000) * np.arange(200) / SR)
-        return np.convolve(ticks, ring)[:n]
-    if kind == "drifting_tone":  # a whine gliding in pitch
-        f = rng.uniform(900, 2500) * (1 + rng.uniform(0.1, 0.4) * t / t[-1])
-        return np.sin(2 * np.pi * np.cumsum(f) / SR)
-    if kind == "extra_harmonic":  # a non-integer partial of the fundamental
-        return np.sin(2 * np.pi * f0_guess * rng.uniform(2.3, 7.7) * t)
-    if kind == "rattle":  # bursts of band noise
-        bursts = (np.sin(2 * np.pi * rng.uniform(1, 4) * t + rng.uniform(0, 6)) > 0.6).astype(float)
-        return bursts * rng.standard_normal(n) * 0.7
-    raise ValueError(kind)
-
-
-def _clip(rng, m: DemoMachine, value_index: int, n: int, anomaly: str | None) -> np.ndarray:
-    x = _machine_sound(rng, m, value_index, n)
-    if anomaly:
-        fault = _fault(rng, anomaly, n, m.base_hz + m.step_hz * value_index)
-        x = x + rng.uniform(0.04, 0.25) * fault / (np.abs(fault).max() + 1e-12)
-    return (0.6 * x / np.abs(x).max()).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -136,6 +89,11 @@ def make_demo_data(root: str | Path, seed: int = 0, sizes: DemoSizes = DemoSizes
     """Write dev_data/raw/<machine>/{train,test}/section_00_*.wav and attributes_00.csv below root."""
     import csv
 
+    import numpy as np
+    import soundfile as sf
+
+    from .synth import machine_clip
+
     root = Path(root)
     n = int(sizes.seconds * SR)
     plan = demo_plan(sizes)
@@ -144,7 +102,7 @@ def make_demo_data(root: str | Path, seed: int = 0, sizes: DemoSizes = DemoSizes
         clips = [c for c in plan if c.machine is m]
         for c in clips:
             with atomic_path(root / c.relpath) as tmp:
-                sf.write(tmp, _clip(rng, m, c.value_index, n, c.anomaly), SR, subtype="PCM_16", format="WAV")
+                sf.write(tmp, machine_clip(rng, m, c.value_index, n, c.anomaly), SR, subtype="PCM_16", format="WAV")
         with atomic_path(root / "dev_data" / "raw" / m.name / "attributes_00.csv") as tmp, open(tmp, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["file_name", "d1p", "d1v"])

@@ -16,6 +16,8 @@ from .io import atomic_path, write_text
 
 def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
     def cell(v):
+        if v is pd.NA or v is None:
+            return ""
         if isinstance(v, (float, np.floating)):
             return "n/a" if not np.isfinite(v) else f"{v:.{digits}f}"
         return str(v)
@@ -42,7 +44,8 @@ def dcase_table_with_summary(table: pd.DataFrame, summary: dict) -> pd.DataFrame
         dict(machine_type="hmean_target", auc_target=summary["hmean_target"]),
         dict(machine_type="hmean_pauc", pauc=summary["hmean_pauc"]),
     ]
-    return pd.concat([table, pd.DataFrame(extra)], ignore_index=True).astype({"section": object}).fillna({"section": ""})
+    out = pd.concat([table, pd.DataFrame(extra)], ignore_index=True)
+    return out.astype({"n_normal": "Int64", "n_anomaly": "Int64"}).fillna({"section": ""})
 
 
 def submission_names(machine: str, section: str) -> tuple[str, str]:

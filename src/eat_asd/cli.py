@@ -1,0 +1,282 @@
+"""`eat-asd`: every stage of the workflow as a subcommand, usable without Snakemake.
+
+The seed's three steps:  eat-asd train ...;  eat-asd embed ...;  eat-asd evaluate -k 1 ...
+Settings come from --config (a workflow config file) and/or --settings (JSON of one section,
+as the workflow passes it); explicit flags such as -k win.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger("eat_asd")
+
+
+def _config(args, required: bool = False) -> dict | None:
+    from .config import load_config, validate_config
+
+    if getattr(args, "config", None):
+        return load_config(args.config)
+    return validate_config({"data_root": "."}) if required else None
+
+
+def _section_settings(args, cls, from_config, machine=None):
+    """Settings dataclass from --config (with the machine's overrides), then --settings JSON on top."""
+    from dataclasses import asdict
+
+    cfg = _config(args, required=True)
+    base = from_config(cfg, machine) if machine is not None else from_config(cfg)
+    values = asdict(base)
+    if getattr(args, "settings", None):
+        values.update(json.loads(args.settings))
+    for key in ("target_modules", "lora_blocks"):
+        if isinstance(values.get(key), list):
+            values[key] = tuple(values[key])
+    return cls(**values)
+
+
+def _threads(args) -> None:
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+def cmd_demo(args):
+    from .demo import DemoSizes, make_demo_data, make_demo_encoder
+
+    if not args.out and not (args.data_root and args.encoder):
+        raise SystemExit("demo: give OUT, or both --data-root and --encoder")
+    data = Path(args.data_root or Path(args.out) / "data")
+    encoder = Path(args.encoder or Path(args.out) / "encoder")
+    sizes = DemoSizes(seconds=args.seconds, train_source=args.train_source, train_target=args.train_target, test_per_cell=args.test_per_cell)
+    make_demo_data(data, args.seed, sizes)
+    make_demo_encoder(encoder, args.seed)
+    print(f"demo data: {data}\ndemo encoder: {encoder}")
+
+
+def cmd_discover(args):
+    from .data import check_manifest, discover
+    from .io import write_csv
+    from .stages import make_manifest
+
+    if args.machine:
+        make_manifest(args.data_root, args.machine, args.out)
+    else:
+        manifest = discover(args.data_root)
+        check_manifest(manifest)
+        write_csv(args.out, manifest)
+        print(manifest.groupby(["machine", "split", "domain", "label"]).size().to_string())
+
+
+def cmd_features(args):
+    from .config import feature_settings
+    from .features import FeatureSettings
+    from .stages import make_features
+
+    _threads(args)
+    settings = _section_settings(args, FeatureSettings, feature_settings)
+    make_features(args.manifest, settings, args.out, args.batch_size)
+
+
+def cmd_train(args):
+    from .config import feature_settings, train_settings
+    from .features import FeatureSettings
+    from .stages import train
+    from .train import TrainSettings
+
+    _threads(args)
+    if len(args.features) != len(args.manifests):
+        raise SystemExit("train: give one --manifests file per --features file, in the same order")
+    settings = _section_settings(args, TrainSettings, train_settings)
+    if args.mode:
+        settings = TrainSettings(**{**settings.__dict__, "mode": args.mode})
+    fs = FeatureSettings(**json.loads(args.feature_settings)) if args.feature_settings else feature_settings(_config(args, True))
+    summary = train(args.encoder, args.features, args.manifests, fs, settings, args.out, args.device)
+    print(json.dumps({k: v for k, v in summary.items() if k != "settings"}, indent=2, default=str))
+
+
+def cmd_embed(args):
+    from .config import embed_settings
+    from .embed import EmbedSettings
+    from .stages import embed
+
+    _threads(args)
+    settings = _section_settings(args, EmbedSettings, embed_settings, args.machine or "")
+    embed(args.encoder, args.features, args.manifest, settings, args.out, args.device)
+
+
+def _score_settings(args, machine):
+    from dataclasses import replace
+
+    from .config import score_settings
+    from .scoring import ScoreSettings
+
+    settings = _section_settings(args, ScoreSettings, score_settings, machine)
+    return replace(settings, k=args.k) if args.k else settings
+
+
+def cmd_score(args):
+    from .stages import score
+
+    _threads(args)
+    score(args.embeddings, args.manifest, _score_settings(args, args.machine or ""), args.out, args.info,
+          args.submission_dir, args.plots_dir)
+
+
+def cmd_evaluate(args):
+    """Score every machine type's embeddings with k neighbours and print the AUROC table."""
+    from .stages import aggregate, score
+
+    out = Path(args.out)
+    if len(args.embeddings) != len(args.manifests):
+        raise SystemExit("evaluate: give one --manifests file per --embeddings file, in the same order")
+    paths = []
+    for emb, manifest in zip(args.embeddings, args.manifests):
+        machine = Path(manifest).stem
+        paths.append(out / "scores" / f"{machine}.csv")
+        score(emb, manifest, _score_settings(args, machine), paths[-1], out / "scores" / f"{machine}.json",
+              out / "submission", out / "plots")
+    aggregate(paths, out / "tables")
+    print((out / "tables" / "auroc.md").read_text())
+
+
+def cmd_submission(args):
+    from .stages import submission
+
+    submission(args.scores, args.section, args.out_dir)
+
+
+def cmd_aggregate(args):
+    from .stages import aggregate
+
+    aggregate(args.scores, args.tables_dir)
+
+
+def cmd_report(args):
+    import yaml
+
+    from .stages import report
+
+    config = json.loads(args.config_json) if args.config_json else yaml.safe_load(Path(args.config).read_text()) if args.config else {}
+    report(args.tables_dir, args.plots_dir, config, args.out, args.results_dir, args.training_summary)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="eat-asd", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name, func, help_):
+        s = sub.add_parser(name, help=help_, description=help_)
+        s.set_defaults(func=func)
+        return s
+
+    def common(s, settings=True, device=False):
+        s.add_argument("--config", help="workflow config file (YAML) to take settings from")
+        if settings:
+            s.add_argument("--settings", help="JSON of this stage's settings (overrides --config)")
+        s.add_argument("--threads", type=int, help="CPU threads for torch")
+        if device:
+            s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+
+    s = add("demo", cmd_demo, "write the synthetic demo data and a small random EAT checkpoint")
+    s.add_argument("out", nargs="?", help="folder for data/ and encoder/")
+    s.add_argument("--data-root", help="where the demo data goes (default OUT/data)")
+    s.add_argument("--encoder", help="where the demo encoder goes (default OUT/encoder)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seconds", type=float, default=2.0)
+    s.add_argument("--train-source", type=int, default=24)
+    s.add_argument("--train-target", type=int, default=4)
+    s.add_argument("--test-per-cell", type=int, default=10)
+
+    s = add("discover", cmd_discover, "find the clips under a data root and write a manifest CSV")
+    s.add_argument("data_root")
+    s.add_argument("--machine", help="only this machine type")
+    s.add_argument("--out", required=True)
+
+    s = add("features", cmd_features, "compute and cache the EAT fbank features of a machine type")
+    common(s)
+    s.add_argument("--manifest", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--batch-size", type=int, default=32)
+
+    s = add("train", cmd_train, "fine-tune the shared encoder on the training normals of all given machine types")
+    common(s, device=True)
+    s.add_argument("--encoder", required=True, help="Hub id or local folder of the pre-trained EAT")
+    s.add_argument("--features", nargs="+", required=True)
+    s.add_argument("--manifests", nargs="+", required=True)
+    s.add_argument("--feature-settings", help="JSON of the feature settings the files were made with")
+    s.add_argument("--mode", choices=["lora", "full", "frozen"])
+    s.add_argument("--out", required=True)
+
+    s = add("embed", cmd_embed, "embed a machine type's memory-bank and test clips")
+    common(s, device=True)
+    s.add_argument("--encoder", required=True, help="encoder folder (e.g. results/encoder/encoder)")
+    s.add_argument("--features", required=True)
+    s.add_argument("--manifest", required=True)
+    s.add_argument("--machine", help="machine type whose overrides apply (with --config)")
+    s.add_argument("--out", required=True)
+
+    s = add("score", cmd_score, "kNN scores, decisions, submission files and plots of one machine type")
+    common(s)
+    s.add_argument("--embeddings", required=True)
+    s.add_argument("--manifest", required=True)
+    s.add_argument("--machine")
+    s.add_argument("-k", type=int)
+    s.add_argument("--out", required=True)
+    s.add_argument("--info", required=True)
+    s.add_argument("--submission-dir", help="also write the DCASE submission files here")
+    s.add_argument("--plots-dir")
+
+    s = add("submission", cmd_submission, "the DCASE submission files of one section from a score table")
+    s.add_argument("--scores", required=True)
+    s.add_argument("--section", required=True)
+    s.add_argument("--out-dir", required=True)
+
+    s = add("evaluate", cmd_evaluate, "score all machine types with k neighbours and write the metric tables")
+    common(s)
+    s.add_argument("-k", type=int)
+    s.add_argument("--embeddings", nargs="+", required=True)
+    s.add_argument("--manifests", nargs="+", required=True, help="one per embeddings file, named <machine>.csv")
+    s.add_argument("--out", required=True)
+
+    s = add("aggregate", cmd_aggregate, "AUROC and official DCASE tables from per-machine score files")
+    s.add_argument("--scores", nargs="+", required=True)
+    s.add_argument("--tables-dir", required=True)
+
+    s = add("report", cmd_report, "the HTML report")
+    s.add_argument("--tables-dir", required=True)
+    s.add_argument("--plots-dir", required=True)
+    s.add_argument("--results-dir", required=True)
+    s.add_argument("--config", help="config file to show in the report")
+    s.add_argument("--config-json", help="the configuration as JSON (what the workflow passes)")
+    s.add_argument("--training-summary")
+    s.add_argument("--out", required=True)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from .audio import AudioError
+    from .config import ConfigError
+    from .data import DataError
+    from .eat import CheckpointError
+    from .features import StaleFeaturesError
+
+    try:
+        args.func(args)
+    except (AudioError, ConfigError, DataError, CheckpointError, StaleFeaturesError, ValueError, FileNotFoundError) as err:
+        log.error("%s", err)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

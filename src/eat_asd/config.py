@@ -1,0 +1,123 @@
+"""The workflow/CLI configuration: schema validation with defaults, and the settings each stage takes."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
+
+
+class ConfigError(ValueError):
+    """A configuration that does not fit the schema; the message names the key."""
+
+
+def _schema() -> dict:
+    import yaml
+
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _fill_defaults(value, schema: dict):
+    """Insert schema defaults for missing object keys, recursively."""
+    if isinstance(value, dict) and "properties" in schema:
+        for key, sub in schema["properties"].items():
+            if key not in value and "default" in sub:
+                value[key] = copy.deepcopy(sub["default"])
+            if key in value:
+                branches = [b for b in sub.get("oneOf", []) if b.get("type") == "object"] or [sub]
+                for b in branches:
+                    _fill_defaults(value[key], b)
+    return value
+
+
+def validate_config(config: dict, source: str = "config") -> dict:
+    """A validated copy of config with defaults filled in; ConfigError names the first bad key."""
+    import jsonschema
+
+    schema = _schema()
+    config = _fill_defaults(copy.deepcopy(dict(config)), schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        message = err.message
+        if err.validator == "additionalProperties":
+            message = f"unknown key(s): {message.split('(')[-1].rstrip(')')}" if "(" in message else message
+        raise ConfigError(f"{source}: {key}: {message}")
+    for machine in config["overrides"]:
+        if isinstance(config["machine_types"], list) and machine not in config["machine_types"]:
+            raise ConfigError(f"{source}: overrides.{machine}: not one of machine_types {config['machine_types']}")
+    return config
+
+
+def load_config(path: str | Path, overrides: dict | None = None) -> dict:
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path}: not found")
+    config = yaml.safe_load(path.read_text()) or {}
+    config.update(overrides or {})
+    return validate_config(config, str(path))
+
+
+# ----------------------------------------------------------------------------- per stage
+
+
+# Each *_values function is pure (the workflow calls it while planning, without torch);
+# the matching *_settings function builds the stage's settings dataclass from it.
+
+
+def feature_values(config: dict) -> dict:
+    return {"target_frames": config["features"]["target_frames"]}
+
+
+def train_values(config: dict) -> dict:
+    lora = config["lora"]
+    return dict(
+        {k: v for k, v in config["train"].items() if k != "threads"},
+        mode=config["finetune"]["mode"], lora_r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+        target_modules=list(lora["target_modules"]), lora_blocks=list(lora["blocks"]) if lora["blocks"] else None,
+    )
+
+
+def feature_settings(config: dict):
+    from .features import FeatureSettings
+
+    return FeatureSettings(**feature_values(config))
+
+
+def train_settings(config: dict):
+    from .train import TrainSettings
+
+    values = train_values(config)
+    values["target_modules"] = tuple(values["target_modules"])
+    values["lora_blocks"] = tuple(values["lora_blocks"]) if values["lora_blocks"] else None
+    return TrainSettings(**values)
+
+
+def machine_section(config: dict, machine: str, section: str) -> dict:
+    """The embedding or scoring section for one machine type, with its overrides applied."""
+    merged = dict(config[section])
+    merged.update(config["overrides"].get(machine, {}).get(section, {}))
+    return merged
+
+
+def embed_settings(config: dict, machine: str):
+    from .embed import EmbedSettings
+
+    return EmbedSettings(**machine_section(config, machine, "embedding"))
+
+
+def score_settings(config: dict, machine: str):
+    from .scoring import ScoreSettings
+
+    return ScoreSettings(**machine_section(config, machine, "scoring"))
+
+
+def as_json(settings_section: dict) -> str:
+    """A canonical JSON string (what the workflow passes to jobs as a param)."""
+    return json.dumps(settings_section, sort_keys=True)

@@ -1,0 +1,38 @@
+import pytest
+
+from eat_asd.config import ConfigError, embed_settings, load_config, score_settings, train_settings, validate_config
+
+
+def test_defaults_filled_and_settings_built():
+    cfg = validate_config({"data_root": "x"})
+    assert cfg["encoder"] == "worstchan/EAT-base_epoch30_pretrain" and cfg["finetune"]["mode"] == "lora"
+    t = train_settings(cfg)
+    assert (t.lora_r, t.lora_alpha, t.lora_dropout, t.target_modules) == (8, 32, 0.1, ("qkv", "proj"))
+    assert score_settings(cfg, "fan").k == 1 and embed_settings(cfg, "fan").pooling == "cls"
+
+
+def test_per_machine_overrides():
+    cfg = validate_config({"data_root": "x", "scoring": {"k": 2}, "overrides": {"fan": {"scoring": {"k": 5}}}})
+    assert score_settings(cfg, "fan").k == 5 and score_settings(cfg, "pump").k == 2
+
+
+@pytest.mark.parametrize("config, key", [
+    ({"data_root": "x", "scorng": {}}, "unknown key"),
+    ({"data_root": "x", "scoring": {"k": "three"}}, "scoring.k"),
+    ({"data_root": "x", "scoring": {"kk": 3}}, "scoring"),
+    ({"data_root": "x", "finetune": {"mode": "qlora"}}, "finetune.mode"),
+    ({"data_root": "x", "features": {"target_frames": 1000}}, "features.target_frames"),
+    ({}, "data_root"),
+    ({"data_root": "x", "machine_types": ["fan"], "overrides": {"pump": {"scoring": {"k": 2}}}}, "overrides.pump"),
+])
+def test_bad_config_names_the_key(config, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        validate_config(config)
+
+
+def test_load_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    (tmp_path / "c.yaml").write_text("data_root: d\ntrain:\n  epochs: 0\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: train\.epochs"):
+        load_config(tmp_path / "c.yaml")
