@@ -65,7 +65,7 @@ def cmd_discover(args):
     from .stages import make_manifest
 
     if args.machine:
-        make_manifest(args.data_root, args.machine, args.out)
+        make_manifest(args.data_root, args.machine, args.out, args.part)
     else:
         manifest = discover(args.data_root)
         check_manifest(manifest)
@@ -107,7 +107,7 @@ def cmd_embed(args):
 
     _threads(args)
     settings = _section_settings(args, EmbedSettings, embed_settings, args.machine or "")
-    embed(args.encoder, args.features, args.manifest, settings, args.out, args.device)
+    embed(args.encoder, args.features, args.manifests, settings, args.out, args.device)
 
 
 def _score_settings(args, machine):
@@ -124,7 +124,7 @@ def cmd_score(args):
     from .stages import score
 
     _threads(args)
-    score(args.embeddings, args.manifest, _score_settings(args, args.machine or ""), args.out, args.info,
+    score(args.embeddings, args.manifests, _score_settings(args, args.machine or ""), args.out, args.info,
           args.submission_dir, args.plots_dir)
 
 
@@ -139,7 +139,7 @@ def cmd_evaluate(args):
     for emb, manifest in zip(args.embeddings, args.manifests):
         machine = Path(manifest).stem
         paths.append(out / "scores" / f"{machine}.csv")
-        score(emb, manifest, _score_settings(args, machine), paths[-1], out / "scores" / f"{machine}.json",
+        score(emb, [manifest], _score_settings(args, machine), paths[-1], out / "scores" / f"{machine}.json",
               out / "submission", out / "plots")
     aggregate(paths, out / "tables")
     print((out / "tables" / "auroc.md").read_text())
@@ -197,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = add("discover", cmd_discover, "find the clips under a data root and write a manifest CSV")
     s.add_argument("data_root")
     s.add_argument("--machine", help="only this machine type")
+    s.add_argument("--part", choices=["train", "test"], help="only this split (with --machine)")
     s.add_argument("--out", required=True)
 
     s = add("features", cmd_features, "compute and cache the EAT fbank features of a machine type")
@@ -217,15 +218,15 @@ def build_parser() -> argparse.ArgumentParser:
     s = add("embed", cmd_embed, "embed a machine type's memory-bank and test clips")
     common(s, device=True)
     s.add_argument("--encoder", required=True, help="encoder folder (e.g. results/encoder/encoder)")
-    s.add_argument("--features", required=True)
-    s.add_argument("--manifest", required=True)
+    s.add_argument("--features", nargs="+", required=True, help="feature files of the machine type")
+    s.add_argument("--manifests", nargs="+", required=True, help="their manifests, in the same order")
     s.add_argument("--machine", help="machine type whose overrides apply (with --config)")
     s.add_argument("--out", required=True)
 
     s = add("score", cmd_score, "kNN scores, decisions, submission files and plots of one machine type")
     common(s)
     s.add_argument("--embeddings", required=True)
-    s.add_argument("--manifest", required=True)
+    s.add_argument("--manifests", nargs="+", required=True, help="the machine type's manifest(s)")
     s.add_argument("--machine")
     s.add_argument("-k", type=int)
     s.add_argument("--out", required=True)

@@ -12,9 +12,13 @@ from .data import DataError, scan_clips
 @dataclass
 class MachinePlan:
     name: str
-    files: list[str] = field(default_factory=list)  # every clip of the machine type (rule inputs)
+    train_files: list[str] = field(default_factory=list)  # clips of the train split (rule inputs)
+    test_files: list[str] = field(default_factory=list)  # clips of the test split (rule inputs)
     test_sections: list[str] = field(default_factory=list)  # sections with test clips: one submission file pair each
     trains_encoder: bool = True
+
+    def files(self, part: str) -> list[str]:
+        return self.train_files if part == "train" else self.test_files
 
 
 def demo_sizes(config: dict):
@@ -49,11 +53,16 @@ def plan_workflow(config: dict) -> dict[str, MachinePlan]:
         plan = plans.get(c["machine"])
         if plan is None:
             continue
-        plan.files.append(c["path"])
-        if c["split"] == "test" and c["section"] not in plan.test_sections:
-            plan.test_sections.append(c["section"])
+        if c["split"] == "train":
+            plan.train_files.append(c["path"])
+        elif c["split"] == "test":
+            plan.test_files.append(c["path"])
+            if c["section"] not in plan.test_sections:
+                plan.test_sections.append(c["section"])
     for plan in plans.values():
         plan.test_sections.sort()
+        if not plan.train_files:
+            raise DataError(f"machine type {plan.name}: no training clips under data_root {root}")
     if config["finetune"]["mode"] != "frozen" and not any(p.trains_encoder for p in plans.values()):
         raise DataError("every machine type is listed in score_only_machine_types: none is left to train the encoder")
     return plans

@@ -23,10 +23,21 @@ def resolve_device(name: str = "auto"):
     return default_device() if name == "auto" else torch.device(name)
 
 
-def make_manifest(data_root: str | Path, machine: str, out: str | Path) -> pd.DataFrame:
-    """Discover one machine type's clips, check them, and write its manifest CSV."""
+PARTS = ("train", "test")
+
+
+def make_manifest(data_root: str | Path, machine: str, out: str | Path, part: str | None = None) -> pd.DataFrame:
+    """Discover one machine type's clips, check them, and write its manifest CSV.
+
+    part = "train" or "test" keeps that split only: the workflow keeps the two apart so that
+    replacing test clips never retrains the encoder.
+    """
     manifest = discover(data_root, machines=[machine])
     check_manifest(manifest)
+    if part is not None:
+        if part not in PARTS:
+            raise ValueError(f"manifest part {part!r}: choose train or test")
+        manifest = manifest[manifest["split"] == part]
     write_csv(out, manifest)
     counts = manifest.groupby(["split", "label"]).size().to_dict()
     log.info("%s: %d clips %s", machine, len(manifest), counts)
@@ -55,20 +66,34 @@ def train(encoder: str, feature_paths: list[str], manifest_paths: list[str], fea
     return train_encoder(encoder, data, settings, out_dir, device=resolve_device(device))
 
 
-def embed(encoder: str | Path, features_path: str | Path, manifest_path: str | Path, settings, out: str | Path,
-          device: str = "auto", feature_settings=None) -> None:
-    """Embeddings of a machine type's training normals (its memory bank) and test clips, as .npz."""
+def read_manifests(paths: list[str | Path]) -> pd.DataFrame:
+    return pd.concat([read_manifest(p) for p in paths], ignore_index=True)
+
+
+def embed(encoder: str | Path, feature_paths: list[str | Path], manifest_paths: list[str | Path], settings,
+          out: str | Path, device: str = "auto") -> None:
+    """Embeddings of a machine type's training normals (its memory bank) and test clips, as .npz.
+
+    feature_paths[i] holds the features of the clips of manifest_paths[i].
+    """
     from .eat import load_eat
     from .embed import embed_features
     from .features import FeatureFile
 
-    manifest = read_manifest(manifest_path)
-    clips = feature_clips(manifest)
-    features = FeatureFile(features_path, feature_settings)
-    features.check_hashes(clips["path"].tolist(), clips["filename"].tolist())
-    rows = features.rows(clips["filename"].tolist())
+    if len(feature_paths) != len(manifest_paths):
+        raise ValueError("embed: give one manifest per feature file, in the same order")
     model = load_eat(encoder)
-    emb = embed_features(model, (features, rows), settings, device=resolve_device(device), desc=f"embed {Path(out).stem}")
+    parts, all_clips = [], []
+    for features_path, manifest_path in zip(feature_paths, manifest_paths):
+        clips = feature_clips(read_manifest(manifest_path))
+        features = FeatureFile(features_path)
+        features.check_hashes(clips["path"].tolist(), clips["filename"].tolist())
+        rows = features.rows(clips["filename"].tolist())
+        parts.append(embed_features(model, (features, rows), settings, device=resolve_device(device),
+                                    desc=f"embed {Path(features_path).stem}"))
+        all_clips.append(clips)
+    emb = np.concatenate(parts)
+    clips = pd.concat(all_clips, ignore_index=True)
     roles = np.where(clips["split"].to_numpy() == "test", "test", "bank")
     with atomic_path(out) as tmp, open(tmp, "wb") as f:
         np.savez(f, embeddings=emb.astype(np.float32), filenames=clips["filename"].to_numpy(str), roles=roles)
@@ -87,7 +112,7 @@ def read_embeddings(path: str | Path, manifest: pd.DataFrame) -> tuple[np.ndarra
     return emb[bank], meta[bank].reset_index(drop=True), emb[test], meta[test].reset_index(drop=True)
 
 
-def score(embeddings_path: str | Path, manifest_path: str | Path, settings, scores_out: str | Path,
+def score(embeddings_path: str | Path, manifest_paths: list[str | Path], settings, scores_out: str | Path,
           info_out: str | Path, submission_dir: str | Path | None = None, plots_dir: str | Path | None = None) -> pd.DataFrame:
     """Scores, decisions, plots and (if submission_dir is given) DCASE submission files of one machine type."""
     from dataclasses import asdict
@@ -95,7 +120,7 @@ def score(embeddings_path: str | Path, manifest_path: str | Path, settings, scor
     from .report import plot_histogram, plot_roc, write_submission
     from .scoring import score_machine
 
-    manifest = read_manifest(manifest_path)
+    manifest = read_manifests(manifest_paths)
     bank_emb, bank_meta, test_emb, test_meta = read_embeddings(embeddings_path, manifest)
     machine = str(manifest["machine"].iloc[0])
     table, threshold, train_scores = score_machine(bank_emb, bank_meta, test_emb, test_meta, settings)

@@ -1,4 +1,5 @@
 # Shared helpers: the job plan, output paths and the per-machine settings passed as params.
+import os
 from pathlib import Path
 
 from eat_asd.config import as_json, feature_values, machine_section, train_values
@@ -13,6 +14,7 @@ except (DataError, ValueError) as err:
 R = config["results"]
 STAGE = f"python {workflow.basedir}/scripts/eat_asd_stage.py"
 MACHINES = list(PLAN)
+PARTS = ["train", "test"]
 TRAIN_MACHINES = [m for m, p in PLAN.items() if p.trains_encoder]
 ENCODER_IS_LOCAL = config["demo"] is not None or Path(config["encoder"]).is_dir()
 ENCODER_OUT = f"{R}/encoder/encoder"
@@ -21,6 +23,7 @@ ENCODER_OUT = f"{R}/encoder/encoder"
 wildcard_constraints:
     machine="|".join(MACHINES) if MACHINES else "NONE",
     section=r"\d+",
+    part="train|test",
 
 
 def submission_files(machine):

@@ -10,27 +10,34 @@ rule aggregate:
         dcase=report(f"{R}/tables/dcase_metrics.csv", category="Tables"),
         dcase_md=f"{R}/tables/dcase_metrics.md",
         summary=f"{R}/tables/summary.json",
+    params:
+        stage=STAGE,
     log:
         f"{R}/logs/aggregate.log",
     conda:
         "../../envs/data.yaml"
     shell:
-        "{STAGE} aggregate --scores {input} --tables-dir {R}/tables > {log} 2>&1"
+        "{params.stage} aggregate --scores {input} --tables-dir $(dirname {output.auroc}) > {log} 2>&1"
 
 
 rule report:
     input:
-        tables=rules.aggregate.output,
+        auroc=rules.aggregate.output.auroc,
+        dcase=rules.aggregate.output.dcase,
+        summary=rules.aggregate.output.summary,
         plots=expand(f"{R}/plots/{{machine}}_{{kind}}.png", machine=MACHINES, kind=["roc", "scores"]),
         training=f"{R}/encoder/summary.json",
     output:
         report(f"{R}/report.html", category="Report"),
     params:
+        stage=STAGE,
         config=as_json(config),
+        results=lambda wc, output: os.path.dirname(output[0]),
     log:
         f"{R}/logs/report.log",
     conda:
         "../../envs/data.yaml"
     shell:
-        "{STAGE} report --tables-dir {R}/tables --plots-dir {R}/plots --results-dir {R} --config-json {params.config:q}"
-        " --training-summary {input.training} --out {output} > {log} 2>&1"
+        "{params.stage} report --tables-dir $(dirname {input.auroc}) --plots-dir $(dirname {input.plots[0]})"
+        " --results-dir {params.results} --config-json {params.config:q} --training-summary {input.training}"
+        " --out {output} > {log} 2>&1"

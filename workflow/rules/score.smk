@@ -1,18 +1,19 @@
 # Per machine type, in parallel: embeddings of the memory bank and test clips, then kNN scores,
-# decisions, DCASE submission files and plots. Each reads only its own machine's settings.
+# decisions and plots, then the DCASE submission files per section. Each job reads only its
+# own machine type's settings (params computed from the wildcards).
 
 
 rule embed:
     input:
         encoder_config=f"{ENCODER_OUT}/config.json",
         encoder_weights=f"{ENCODER_OUT}/model.safetensors",
-        features=f"{R}/features/{{machine}}.safetensors",
-        manifest=f"{R}/manifests/{{machine}}.csv",
+        features=expand(f"{R}/features/{{{{machine}}}}.{{part}}.safetensors", part=PARTS),
+        manifests=expand(f"{R}/manifests/{{{{machine}}}}.{{part}}.csv", part=PARTS),
     output:
         f"{R}/embeddings/{{machine}}.npz",
     params:
+        stage=STAGE,
         settings=embedding_params,
-        encoder=ENCODER_OUT,
         device=config["device"],
     threads: 2
     resources:
@@ -24,20 +25,22 @@ rule embed:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "{STAGE} embed --encoder {params.encoder} --features {input.features} --manifest {input.manifest}"
-        " --settings {params.settings:q} --device {params.device} --threads {threads} --out {output} > {log} 2>&1"
+        "{params.stage} embed --encoder $(dirname {input.encoder_config}) --features {input.features}"
+        " --manifests {input.manifests} --settings {params.settings:q} --device {params.device}"
+        " --threads {threads} --out {output} > {log} 2>&1"
 
 
 rule score:
     input:
         embeddings=f"{R}/embeddings/{{machine}}.npz",
-        manifest=f"{R}/manifests/{{machine}}.csv",
+        manifests=expand(f"{R}/manifests/{{{{machine}}}}.{{part}}.csv", part=PARTS),
     output:
         scores=f"{R}/scores/{{machine}}.csv",
         info=f"{R}/scores/{{machine}}.json",
         roc=report(f"{R}/plots/{{machine}}_roc.png", category="ROC curves", labels={"machine": "{machine}"}),
         hist=report(f"{R}/plots/{{machine}}_scores.png", category="Score histograms", labels={"machine": "{machine}"}),
     params:
+        stage=STAGE,
         settings=scoring_params,
     threads: 1
     resources:
@@ -47,8 +50,8 @@ rule score:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "{STAGE} score --embeddings {input.embeddings} --manifest {input.manifest} --settings {params.settings:q}"
-        " --threads {threads} --out {output.scores} --info {output.info} --plots-dir {R}/plots > {log} 2>&1"
+        "{params.stage} score --embeddings {input.embeddings} --manifests {input.manifests} --settings {params.settings:q}"
+        " --threads {threads} --out {output.scores} --info {output.info} --plots-dir $(dirname {output.roc}) > {log} 2>&1"
 
 
 # DCASE submission files of one section, cut from the machine type's score table (tiny: run locally).
@@ -62,9 +65,12 @@ rule submission:
     output:
         scores=f"{R}/submission/anomaly_score_{{machine}}_section_{{section}}_test.csv",
         decisions=f"{R}/submission/decision_result_{{machine}}_section_{{section}}_test.csv",
+    params:
+        stage=STAGE,
     log:
         f"{R}/logs/submission/{{machine}}_{{section}}.log",
     conda:
         "../../envs/data.yaml"
     shell:
-        "{STAGE} submission --scores {input} --section {wildcards.section} --out-dir {R}/submission > {log} 2>&1"
+        "{params.stage} submission --scores {input} --section {wildcards.section}"
+        " --out-dir $(dirname {output.scores}) > {log} 2>&1"

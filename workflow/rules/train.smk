@@ -1,13 +1,13 @@
 # ONE shared encoder, fine-tuned on the training normals of every training machine type.
-# It reruns when its training data (the features and manifests of TRAIN_MACHINES) or its
-# settings (finetune, lora, train, features, encoder) change; score-only machine types and
-# embedding/scoring settings never retrain it.
+# It reruns when its training data (train-part features and manifests of TRAIN_MACHINES) or its
+# settings (encoder, features, finetune, lora, train) change. Test clips, score-only machine
+# types and embedding/scoring settings never retrain it.
 
 
 rule train_encoder:
     input:
-        features=expand(f"{R}/features/{{machine}}.safetensors", machine=TRAIN_MACHINES),
-        manifests=expand(f"{R}/manifests/{{machine}}.csv", machine=TRAIN_MACHINES),
+        features=expand(f"{R}/features/{{machine}}.train.safetensors", machine=TRAIN_MACHINES),
+        manifests=expand(f"{R}/manifests/{{machine}}.train.csv", machine=TRAIN_MACHINES),
         pretrained=pretrained_encoder_files(),
     output:
         config=f"{ENCODER_OUT}/config.json",
@@ -15,11 +15,13 @@ rule train_encoder:
         summary=f"{R}/encoder/summary.json",
         log_csv=f"{R}/encoder/train_log.csv",
     params:
-        encoder=config["encoder"],
+        stage=STAGE,
+        # a local pre-trained encoder is an input (its changes retrain); a Hub id is passed as is
+        encoder=lambda wc, input: os.path.dirname(input.pretrained[0]) if input.pretrained else config["encoder"],
         settings=as_json(train_values(config)),
         features=as_json(feature_values(config)),
         device=config["device"],
-        out=f"{R}/encoder",
+        out=lambda wc, output: os.path.dirname(output.summary),
     threads: config["train"]["threads"]
     resources:
         mem_mb=8000,
@@ -30,6 +32,6 @@ rule train_encoder:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "{STAGE} train --encoder {params.encoder:q} --features {input.features} --manifests {input.manifests}"
+        "{params.stage} train --encoder {params.encoder:q} --features {input.features} --manifests {input.manifests}"
         " --settings {params.settings:q} --feature-settings {params.features:q}"
         " --device {params.device} --threads {threads} --out {params.out} > {log} 2>&1"

@@ -1,0 +1,181 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import eat_asd.train as train_mod
+from eat_asd.data import discover
+from eat_asd.demo import DemoSizes, make_demo_data
+from eat_asd.eat import EAT, EATConfig, load_eat, save_eat
+from eat_asd.features import FeatureFile, FeatureSettings, StaleFeaturesError, build_feature_file, compute_features
+from eat_asd.stages import feature_clips
+from eat_asd.train import TrainingError, TrainSettings, load_training_data, lora_targets, prepare_encoder, train_encoder
+
+FS = FeatureSettings(target_frames=64)
+TINY = EATConfig(embed_dim=32, depth=2, num_heads=4, max_length=8)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """Tiny demo data (0.6 s clips), its feature files and a tiny random encoder."""
+    root = tmp_path_factory.mktemp("demo")
+    make_demo_data(root / "data", seed=0, sizes=DemoSizes(seconds=0.6, train_source=12, train_target=4, test_per_cell=2))
+    manifest = discover(root / "data")
+    paths, manifests = [], []
+    for machine, g in manifest.groupby("machine"):
+        clips = feature_clips(g)
+        path = root / "features" / f"{machine}.safetensors"
+        build_feature_file(clips["path"].tolist(), clips["filename"].tolist(), FS, path)
+        paths.append(path)
+        manifests.append(g)
+    torch.manual_seed(0)
+    save_eat(EAT(TINY), root / "encoder")
+    return dict(root=root, manifest=manifest, paths=paths, manifests=manifests, encoder=root / "encoder")
+
+
+def data_for(demo, granularity="auto"):
+    return load_training_data(demo["paths"], demo["manifests"], FS, granularity)
+
+
+def test_feature_file_equals_direct_compute_and_detects_staleness(demo, tmp_path):
+    ff = FeatureFile(demo["paths"][0], FS)
+    clips = feature_clips(demo["manifests"][0])
+    rows = ff.rows(clips["filename"].tolist()[:3])
+    direct = compute_features(clips["path"].tolist()[:3], FS)
+    assert torch.equal(ff.read(rows), direct) and torch.equal(ff.read(rows[[2, 0]]), direct[[2, 0]])
+    with pytest.raises(StaleFeaturesError, match="computed with"):
+        FeatureFile(demo["paths"][0], FeatureSettings(target_frames=128))
+    ff.check_hashes(clips["path"].tolist(), clips["filename"].tolist())
+    wrong = clips["path"].tolist()
+    wrong[0], wrong[1] = wrong[1], wrong[0]
+    with pytest.raises(StaleFeaturesError, match="changed since"):
+        ff.check_hashes(wrong, clips["filename"].tolist())
+
+
+def test_training_data_uses_only_training_normals(demo):
+    data = data_for(demo)
+    assert len(data.clips) == len(demo["manifest"].query("split == 'train' and label == 'normal'"))
+    assert (data.clips["split"] == "train").all() and data.granularity == "attribute" and len(data.classes) == 9
+
+
+def test_lora_trainable_parameters_match_the_formula(demo):
+    data = data_for(demo)
+    model = train_mod.AuxClassifier(prepare_encoder(load_eat(demo["encoder"]), TrainSettings()),
+                                    train_mod.make_head(TrainSettings(), 32, len(data.classes)))
+    trainable = {n: p.numel() for n, p in model.named_parameters() if p.requires_grad}
+    r, d, c, depth = 8, 32, len(data.classes), 2
+    # per block: qkv A (r x d) + B (3d x r), proj A (r x d) + B (d x r); head: d x c weights + c biases
+    assert sum(trainable.values()) == depth * (r * d + 3 * d * r + r * d + d * r) + d * c + c
+    adapters = {n for n in trainable if "lora_" in n}
+    assert len(adapters) == depth * 2 * 2 and all(".attn.qkv." in n or ".attn.proj." in n for n in adapters)
+    assert set(trainable) - adapters == {"head.linear.weight", "head.linear.bias"}
+
+
+def test_lora_blocks_and_target_errors(demo):
+    enc = load_eat(demo["encoder"])
+    top = prepare_encoder(enc, TrainSettings(lora_blocks=(1,)))
+    names = [n for n, p in top.named_parameters() if p.requires_grad]
+    assert names and all(".blocks.1." in n for n in names)
+    with pytest.raises(TrainingError, match="matches no layer"):
+        lora_targets(load_eat(demo["encoder"]), TrainSettings(target_modules=("query",)))
+    with pytest.raises(TrainingError, match=r"non-Linear layers: patch_embed.conv \(Conv2d\)"):
+        lora_targets(load_eat(demo["encoder"]), TrainSettings(target_modules=("conv", "qkv")))
+    full = prepare_encoder(load_eat(demo["encoder"]), TrainSettings(mode="full"))
+    assert all(p.requires_grad for p in full.parameters())
+
+
+def run(demo, out, **kw):
+    settings = TrainSettings(**{**dict(epochs=3, batch_size=8, lr=3e-3, seed=0), **kw})
+    return train_encoder(demo["encoder"], data_for(demo), settings, out, device="cpu")
+
+
+def test_training_learns_and_writes_outputs(demo, tmp_path):
+    summary = run(demo, tmp_path, epochs=12)
+    log = pd.read_csv(tmp_path / "train_log.csv")
+    assert len(log) == 12 and log["train_loss"].iloc[-1] < log["train_loss"].iloc[0]
+    assert summary["val_acc"] > 1.5 / summary["classes"]  # chance is 1 / classes
+    assert summary["best_epoch"] == int(log["val_loss"].idxmin()) + 1
+    assert summary["trainable_parameters"] == 2 * 6 * 8 * 32 + 32 * 9 + 9
+    assert (tmp_path / "lora_adapter" / "adapter_config.json").is_file()
+    assert json.loads(load_file_meta(tmp_path / "head.safetensors")["classes"])[0] == "fan|00|vel=10"
+    assert not (tmp_path / "checkpoint").exists()
+    merged = load_eat(tmp_path / "encoder")
+    assert not torch.equal(merged.blocks[0].attn.qkv.weight, load_eat(demo["encoder"]).blocks[0].attn.qkv.weight)
+
+
+def load_file_meta(path):
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return f.metadata()
+
+
+def test_merged_encoder_equals_peft_model(demo):
+    settings = TrainSettings()
+    peft_model = prepare_encoder(load_eat(demo["encoder"]), settings)
+    torch.manual_seed(1)
+    for n, p in peft_model.named_parameters():
+        if "lora_B" in n:
+            torch.nn.init.normal_(p, std=0.05)  # a trained adapter: non-zero B
+    peft_model.eval()
+    x = torch.randn(3, 1, 64, 128)
+    with torch.no_grad():
+        wrapped = peft_model(x)
+        merged = train_mod.merged_encoder(peft_model)(x)
+    assert isinstance(train_mod.merged_encoder(peft_model), EAT)
+    assert (wrapped - merged).abs().max() < 1e-5 and (wrapped - load_eat(demo["encoder"])(x)).abs().max() > 1e-3
+
+
+def test_same_seed_same_weights_and_resume_equals_uninterrupted(demo, tmp_path, monkeypatch):
+    run(demo, tmp_path / "a")
+    run(demo, tmp_path / "b")
+    a = load_file(str(tmp_path / "a" / "encoder" / "model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "encoder" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    real = train_mod._checkpoint
+
+    def interrupt_after_epoch_2(path, settings, data, model, optimizer, scheduler, state):
+        real(path, settings, data, model, optimizer, scheduler, state)
+        if state["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod, "_checkpoint", interrupt_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        run(demo, tmp_path / "c")
+    assert (tmp_path / "c" / "checkpoint" / "last.pt").is_file()
+    monkeypatch.setattr(train_mod, "_checkpoint", real)
+    summary = run(demo, tmp_path / "c")
+    c = load_file(str(tmp_path / "c" / "encoder" / "model.safetensors"))
+    assert all(torch.equal(a[k], c[k]) for k in a)
+    assert len(pd.read_csv(tmp_path / "c" / "train_log.csv")) == 3 and summary["best_epoch"] >= 1
+
+
+def test_frozen_mode_writes_the_pretrained_encoder(demo, tmp_path):
+    summary = run(demo, tmp_path, mode="frozen")
+    assert summary["trainable_parameters"] == 0
+    x = torch.randn(1, 1, 64, 128)
+    with torch.no_grad():
+        assert torch.equal(load_eat(tmp_path / "encoder")(x), load_eat(demo["encoder"])(x))
+
+
+def test_arcface_and_augmentations_run(demo, tmp_path):
+    summary = run(demo, tmp_path, epochs=2, loss="arcface", crop_frames=32, time_masks=2, freq_masks=2, grad_accum=2)
+    assert np.isfinite(summary["val_loss"])
+    gen = torch.Generator().manual_seed(0)
+    x = train_mod.augment(torch.ones(4, 64, 128), TrainSettings(crop_frames=32, time_masks=1, freq_masks=1, time_mask_frames=8), gen)
+    assert x.shape == (4, 32, 128) and (x == 0).any()
+
+
+def test_training_errors(demo, tmp_path):
+    one_machine = [m[m["machine"] == "fan"] for m in demo["manifests"][:1]]
+    with pytest.raises(TrainingError, match="at least 2 classes"):
+        load_training_data(demo["paths"][:1], one_machine, FS, "machine")
+    test_only = [m[m["split"] == "test"] for m in demo["manifests"]]
+    with pytest.raises(TrainingError, match="no normal training clips"):
+        load_training_data(demo["paths"], test_only, FS, "auto")
+    with pytest.raises(TrainingError, match="no_encoder_here"):
+        train_encoder(tmp_path / "no_encoder_here", data_for(demo), TrainSettings(), tmp_path / "out", device="cpu")
