@@ -36,3 +36,15 @@ def test_load_config_file(tmp_path):
     (tmp_path / "c.yaml").write_text("data_root: d\ntrain:\n  epochs: 0\n")
     with pytest.raises(ConfigError, match=r"c\.yaml: train\.epochs"):
         load_config(tmp_path / "c.yaml")
+
+
+def test_strings_from_the_command_line_are_coerced():
+    # snakemake --config hands nested values over as strings
+    cfg = validate_config({"data_root": "x", "demo": "null", "scoring": {"k": "3", "threshold_quantile": "0.8"},
+                           "train": {"max_steps": "null", "epochs": "2"}, "overrides": {"fan": {"scoring": {"k": "5"}}},
+                           "lora": {"blocks": ["10", "11"]}})
+    assert cfg["demo"] is None and cfg["scoring"]["k"] == 3 and cfg["scoring"]["threshold_quantile"] == 0.8
+    assert cfg["train"]["max_steps"] is None and cfg["train"]["epochs"] == 2
+    assert cfg["overrides"]["fan"]["scoring"]["k"] == 5 and cfg["lora"]["blocks"] == [10, 11]
+    with pytest.raises(ConfigError, match="scoring.k"):
+        validate_config({"data_root": "x", "scoring": {"k": "abc"}})

@@ -61,8 +61,12 @@ def test_dcase2020_layout(tmp_path):
         "fan/train/normal_id_00_00000000.wav", "fan/train/normal_id_02_00000012.wav",
         "fan/test/anomaly_id_00_00000001.wav", "fan/test/normal_id_02_00000003.wav",
         "ToyCar/train/normal_id_01_00000000.wav", "ToyCar/test/id_05_00000007.wav",
+        "ToyCar/test/normal_id_01_00000000.wav",  # the same name as a training clip, as in DCASE 2020
     ])
-    m = discover(root).set_index("filename")
+    full = discover(root)
+    toy = full[full["filename"] == "normal_id_01_00000000.wav"]
+    assert sorted(toy["key"]) == ["test/normal_id_01_00000000.wav", "train/normal_id_01_00000000.wav"]
+    m = full.drop_duplicates("filename").set_index("filename")
     assert m.loc["normal_id_02_00000012.wav", "section"] == "02"
     assert m.loc["anomaly_id_00_00000001.wav", ["split", "label", "domain"]].tolist() == ["test", "anomaly", "none"]
     assert m.loc["id_05_00000007.wav", ["machine", "label", "section"]].tolist() == ["ToyCar", "unknown", "05"]

@@ -28,7 +28,7 @@ def demo(tmp_path_factory):
     for machine, g in manifest.groupby("machine"):
         clips = feature_clips(g)
         path = root / "features" / f"{machine}.safetensors"
-        build_feature_file(clips["path"].tolist(), clips["filename"].tolist(), FS, path)
+        build_feature_file(clips["path"].tolist(), clips["key"].tolist(), FS, path)
         paths.append(path)
         manifests.append(g)
     torch.manual_seed(0)
@@ -43,16 +43,16 @@ def data_for(demo, granularity="auto"):
 def test_feature_file_equals_direct_compute_and_detects_staleness(demo, tmp_path):
     ff = FeatureFile(demo["paths"][0], FS)
     clips = feature_clips(demo["manifests"][0])
-    rows = ff.rows(clips["filename"].tolist()[:3])
+    rows = ff.rows(clips["key"].tolist()[:3])
     direct = compute_features(clips["path"].tolist()[:3], FS)
     assert torch.equal(ff.read(rows), direct) and torch.equal(ff.read(rows[[2, 0]]), direct[[2, 0]])
     with pytest.raises(StaleFeaturesError, match="computed with"):
         FeatureFile(demo["paths"][0], FeatureSettings(target_frames=128))
-    ff.check_hashes(clips["path"].tolist(), clips["filename"].tolist())
+    ff.check_hashes(clips["path"].tolist(), clips["key"].tolist())
     wrong = clips["path"].tolist()
     wrong[0], wrong[1] = wrong[1], wrong[0]
     with pytest.raises(StaleFeaturesError, match="changed since"):
-        ff.check_hashes(wrong, clips["filename"].tolist())
+        ff.check_hashes(wrong, clips["key"].tolist())
 
 
 def test_training_data_uses_only_training_normals(demo):

@@ -32,12 +32,45 @@ def _fill_defaults(value, schema: dict):
     return value
 
 
+def _coerce(value, schema: dict):
+    """Turn strings into the scalar types the schema asks for: `snakemake --config key={a: 1}`
+    hands nested values over as strings."""
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for key, sub in list(value.items()):
+            sub_schema = props.get(key, extra if isinstance(extra, dict) else None)
+            if sub_schema is not None:
+                value[key] = _coerce(sub, sub_schema)
+        return value
+    if isinstance(value, list):
+        arrays = [b for b in schema.get("oneOf", [schema]) if isinstance(b.get("items"), dict)]
+        return [_coerce(v, arrays[0]["items"]) for v in value] if arrays else value
+    if not isinstance(value, str):
+        return value
+    branches = schema.get("oneOf", [schema])
+    for branch in branches:
+        kind = branch.get("type")
+        try:
+            if kind == "integer":
+                return int(value)
+            if kind == "number":
+                return float(value)
+        except ValueError:
+            continue
+        if kind == "boolean" and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        if kind == "null" and value.lower() in ("null", "none", "~"):
+            return None
+    return value
+
+
 def validate_config(config: dict, source: str = "config") -> dict:
     """A validated copy of config with defaults filled in; ConfigError names the first bad key."""
     import jsonschema
 
     schema = _schema()
-    config = _fill_defaults(copy.deepcopy(dict(config)), schema)
+    config = _fill_defaults(_coerce(copy.deepcopy(dict(config)), schema), schema)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:

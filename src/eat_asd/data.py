@@ -19,7 +19,7 @@ SPLIT_DIRS = {"train": "train", "test": "test", "source_test": "test", "target_t
 SIMPLE_SPLITS = {"train", "test"}
 GRANULARITIES = ("machine", "section", "attribute")
 COLUMNS = [
-    "path", "machine", "section", "domain", "split", "label", "attributes", "attribute_string",
+    "key", "path", "machine", "section", "domain", "split", "label", "attributes", "attribute_string",
     "clip_id", "filename", "layout", "sample_rate", "channels", "duration",
 ]
 
@@ -143,7 +143,8 @@ def scan_clips(root: str | Path, machines: list[str] | None = None) -> list[dict
             unnamed.append(path)
             continue
         attributes = parse_attributes(meta["attribute_string"]) or attr_table.get(path.name, {})
-        rows.append(dict(path=str(path), machine=machine, filename=path.name,
+        # file names repeat across splits (DCASE 2020 has normal_id_00_00000000.wav in train/ and test/)
+        rows.append(dict(key=f"{meta['split']}/{path.name}", path=str(path), machine=machine, filename=path.name,
                          attributes=json.dumps(attributes, sort_keys=True), **meta))
     if unnamed:
         raise DataError(f"{len(unnamed)} file name(s) match no known DCASE pattern: {_examples(unnamed)}")
@@ -170,6 +171,9 @@ def discover(root: str | Path, read_headers: bool = True, machines: list[str] | 
     if read_headers:
         _read_headers(manifest)
     manifest = manifest[COLUMNS].sort_values(["machine", "split", "section", "domain", "filename"], kind="stable")
+    if manifest.duplicated(["machine", "key"]).any():
+        dup = manifest.loc[manifest.duplicated(["machine", "key"], keep=False), "path"]
+        raise DataError(f"{len(dup)} clips share a machine type, split and file name: {_examples(dup)}")
     return manifest.reset_index(drop=True)
 
 

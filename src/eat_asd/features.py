@@ -58,14 +58,14 @@ def compute_features(paths: list[str], settings: FeatureSettings, batch_size: in
     return out
 
 
-def build_feature_file(paths: list[str], filenames: list[str], settings: FeatureSettings, out: str | Path,
+def build_feature_file(paths: list[str], keys: list[str], settings: FeatureSettings, out: str | Path,
                        batch_size: int = 32, desc: str = "fbank") -> None:
     """Compute features for the clips and write them, with their keys, atomically to `out`."""
     from safetensors.torch import save_file
 
     hashes = [content_hash(p) for p in paths]
     feats = compute_features(paths, settings, batch_size, desc)
-    meta = {"settings": settings.key(), "filenames": json.dumps(filenames), "hashes": json.dumps(hashes)}
+    meta = {"settings": settings.key(), "keys": json.dumps(keys), "hashes": json.dumps(hashes)}
     with atomic_path(out) as tmp:
         save_file({"features": feats.contiguous()}, str(tmp), metadata=meta)
 
@@ -81,23 +81,23 @@ class FeatureFile:
             raise FileNotFoundError(f"{self.path}: feature file not found")
         self._file = safe_open(str(self.path), framework="pt")
         meta = self._file.metadata()
-        self.filenames: list[str] = json.loads(meta["filenames"])
+        self.keys: list[str] = json.loads(meta["keys"])  # the manifest's clip keys, one per row
         self.hashes: list[str] = json.loads(meta["hashes"])
         self.settings_key = meta["settings"]
         self._slice = self._file.get_slice("features")
         self.shape = tuple(self._slice.get_shape())
         if settings is not None and settings.key() != self.settings_key:
             raise StaleFeaturesError(f"{self.path}: computed with {self.settings_key}, expected {settings.key()}")
-        self._index = {name: i for i, name in enumerate(self.filenames)}
+        self._index = {key: i for i, key in enumerate(self.keys)}
 
     def __len__(self) -> int:
-        return len(self.filenames)
+        return len(self.keys)
 
-    def rows(self, filenames: list[str]) -> np.ndarray:
-        missing = [f for f in filenames if f not in self._index]
+    def rows(self, keys: list[str]) -> np.ndarray:
+        missing = [k for k in keys if k not in self._index]
         if missing:
             raise StaleFeaturesError(f"{self.path}: no features for {len(missing)} clip(s), e.g. {missing[:3]}")
-        return np.array([self._index[f] for f in filenames], dtype=int)
+        return np.array([self._index[k] for k in keys], dtype=int)
 
     def read(self, rows) -> torch.Tensor:
         """Features of the given row positions, (len(rows), T, 128)."""
@@ -106,9 +106,9 @@ class FeatureFile:
             return self._slice[int(rows[0]) : int(rows[-1]) + 1]
         return torch.stack([self._slice[int(r) : int(r) + 1][0] for r in rows]) if len(rows) else torch.empty(0, *self.shape[1:])
 
-    def check_hashes(self, paths: list[str], filenames: list[str]) -> None:
+    def check_hashes(self, paths: list[str], keys: list[str]) -> None:
         """Raise if any clip's content changed since its features were computed."""
-        rows = self.rows(filenames)
-        changed = [f for f, r, p in zip(filenames, rows, paths) if content_hash(p) != self.hashes[r]]
+        rows = self.rows(keys)
+        changed = [k for k, r, p in zip(keys, rows, paths) if content_hash(p) != self.hashes[r]]
         if changed:
             raise StaleFeaturesError(f"{self.path}: {len(changed)} clip(s) changed since features were computed, e.g. {changed[:3]}")

@@ -32,7 +32,7 @@ def demo_sizes(config: dict):
 def plan_workflow(config: dict) -> dict[str, MachinePlan]:
     """Machine types with their files, in name order; raises DataError/ValueError naming what is wrong."""
     root = Path(config["data_root"])
-    if config["demo"] is not None:
+    if config["demo"]:
         from .demo import demo_plan
 
         clips = [dict(machine=c.machine.name, path=str(root / c.relpath), split=c.split, section="00")

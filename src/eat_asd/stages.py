@@ -53,7 +53,7 @@ def make_features(manifest_path: str | Path, settings, out: str | Path, batch_si
     from .features import build_feature_file
 
     clips = feature_clips(read_manifest(manifest_path))
-    build_feature_file(clips["path"].tolist(), clips["filename"].tolist(), settings, out, batch_size,
+    build_feature_file(clips["path"].tolist(), clips["key"].tolist(), settings, out, batch_size,
                        desc=f"fbank {Path(out).stem}")
 
 
@@ -87,8 +87,8 @@ def embed(encoder: str | Path, feature_paths: list[str | Path], manifest_paths: 
     for features_path, manifest_path in zip(feature_paths, manifest_paths):
         clips = feature_clips(read_manifest(manifest_path))
         features = FeatureFile(features_path)
-        features.check_hashes(clips["path"].tolist(), clips["filename"].tolist())
-        rows = features.rows(clips["filename"].tolist())
+        features.check_hashes(clips["path"].tolist(), clips["key"].tolist())
+        rows = features.rows(clips["key"].tolist())
         parts.append(embed_features(model, (features, rows), settings, device=resolve_device(device),
                                     desc=f"embed {Path(features_path).stem}"))
         all_clips.append(clips)
@@ -96,18 +96,18 @@ def embed(encoder: str | Path, feature_paths: list[str | Path], manifest_paths: 
     clips = pd.concat(all_clips, ignore_index=True)
     roles = np.where(clips["split"].to_numpy() == "test", "test", "bank")
     with atomic_path(out) as tmp, open(tmp, "wb") as f:
-        np.savez(f, embeddings=emb.astype(np.float32), filenames=clips["filename"].to_numpy(str), roles=roles)
+        np.savez(f, embeddings=emb.astype(np.float32), keys=clips["key"].to_numpy(str), roles=roles)
 
 
 def read_embeddings(path: str | Path, manifest: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame, np.ndarray, pd.DataFrame]:
     """(bank embeddings, bank rows of the manifest, test embeddings, test rows)."""
     with np.load(path) as z:
-        emb, names, roles = z["embeddings"], z["filenames"], z["roles"]
-    by_name = manifest.set_index("filename")
-    missing = [n for n in names if n not in by_name.index]
+        emb, keys, roles = z["embeddings"], z["keys"], z["roles"]
+    by_key = manifest.set_index("key")
+    missing = [k for k in keys if k not in by_key.index]
     if missing:
         raise ValueError(f"{path}: embeddings of clips not in the manifest, e.g. {missing[:3]}; rerun the embed step")
-    meta = by_name.loc[names].reset_index()
+    meta = by_key.loc[keys].reset_index()
     bank, test = roles == "bank", roles == "test"
     return emb[bank], meta[bank].reset_index(drop=True), emb[test], meta[test].reset_index(drop=True)
 

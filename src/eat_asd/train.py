@@ -201,7 +201,7 @@ def load_training_data(feature_paths: list[str | Path], manifests: list[pd.DataF
             continue
         ff = FeatureFile(path, feature_settings)
         files.append(ff)
-        parts.append(clips.assign(file=len(files) - 1, row=ff.rows(clips["filename"].tolist())))
+        parts.append(clips.assign(file=len(files) - 1, row=ff.rows(clips["key"].tolist())))
     if not parts:
         raise TrainingError("no normal training clips in the training machine types: nothing to train on")
     clips = pd.concat(parts, ignore_index=True)

@@ -16,7 +16,7 @@ STAGE = f"python {workflow.basedir}/scripts/eat_asd_stage.py"
 MACHINES = list(PLAN)
 PARTS = ["train", "test"]
 TRAIN_MACHINES = [m for m, p in PLAN.items() if p.trains_encoder]
-ENCODER_IS_LOCAL = config["demo"] is not None or Path(config["encoder"]).is_dir()
+ENCODER_IS_LOCAL = config["demo"] or Path(config["encoder"]).is_dir()
 ENCODER_OUT = f"{R}/encoder/encoder"
 
 

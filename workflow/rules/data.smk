@@ -3,7 +3,7 @@
 # retrains the shared encoder.
 
 
-if config["demo"] is not None:
+if config["demo"]:
 
     rule make_demo:
         output:

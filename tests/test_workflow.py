@@ -1,0 +1,190 @@
+"""The Snakemake workflow, driven through its CLI on a small demo in a temporary folder."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+MACHINES = ["fan", "gearbox", "pump"]
+SMALL_DEMO = {
+    "data_root": "demo/data",
+    "encoder": "demo/encoder",
+    "results": "results",
+    "demo": {"seed": 0, "seconds": 1.0, "train_source": 8, "train_target": 3, "test_per_cell": 4},
+    "features": {"target_frames": 112},
+    "train": {"epochs": 3, "lr": 0.003, "loss": "arcface", "threads": 2},
+}
+
+
+def snakemake(workdir, *args, config_file="config.yaml", check=True):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(workdir / config_file), *args]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
+    if check and out.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-6000:]}")
+    return out
+
+
+def planned_jobs(output: str) -> dict[str, int]:
+    """rule -> job count from a dry run's job stats table."""
+    stats = output.split("Job stats:")[1].split("total")[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", stats, re.M)}
+
+
+def planned_wildcards(output: str) -> set[str]:
+    return set(re.findall(r"wildcards: (.*)", output))
+
+
+def write_config(workdir, name="config.yaml", **changes):
+    config = yaml.safe_load(yaml.safe_dump(SMALL_DEMO))
+    for key, value in changes.items():
+        config[key] = value
+    (workdir / name).write_text(yaml.safe_dump(config))
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("wf")
+    write_config(workdir)
+    dry = snakemake(workdir, "-n")
+    run = snakemake(workdir, "--cores", "2")
+    return workdir, dry.stdout + dry.stderr, run
+
+
+def test_dry_run_dag_shape(demo_run):
+    _, dry, _ = demo_run
+    jobs = planned_jobs(dry)
+    assert jobs["train_encoder"] == 1
+    assert jobs["embed"] == jobs["score"] == len(MACHINES)
+    assert jobs["manifest"] == jobs["features"] == 2 * len(MACHINES)
+    assert jobs["submission"] == len(MACHINES) and jobs["aggregate"] == jobs["report"] == 1
+
+
+def test_full_run_writes_every_output(demo_run):
+    workdir, _, _ = demo_run
+    r = workdir / "results"
+    auroc = pd.read_csv(r / "tables" / "auroc.csv")
+    assert list(auroc.columns) == ["machine_type", "auroc", "n_normal", "n_anomaly"]
+    assert auroc["machine_type"].tolist() == MACHINES + ["overall"]
+    assert auroc["auroc"].between(0, 1).all() and auroc["n_anomaly"].iloc[-1] == 3 * 8
+    dcase = pd.read_csv(r / "tables" / "dcase_metrics.csv")
+    assert dcase["machine_type"].str.startswith("official_score").any()
+    assert (r / "tables" / "auroc.md").read_text().startswith("| machine_type |")
+    for m in MACHINES:
+        sub = pd.read_csv(r / "submission" / f"anomaly_score_{m}_section_00_test.csv", header=None)
+        dec = pd.read_csv(r / "submission" / f"decision_result_{m}_section_00_test.csv", header=None)
+        assert len(sub) == len(dec) == 16 and set(dec[1]) <= {0, 1}
+        assert sub[0].str.startswith("section_00_").all()
+        scores = pd.read_csv(r / "scores" / f"{m}.csv")
+        assert set(scores.columns) >= {"filename", "section", "domain", "label", "score", "decision"}
+        for kind in ("roc", "scores"):
+            assert (r / "plots" / f"{m}_{kind}.png").read_bytes()[:4] == b"\x89PNG"
+        assert (r / "logs" / "embed" / f"{m}.log").stat().st_size > 0
+    html = (r / "report.html").read_text()
+    assert "Overall AUROC" in html and "data:image/png;base64," in html and "train_source" in html
+    assert (r / "encoder" / "encoder" / "model.safetensors").is_file()
+    assert (r / "benchmarks" / "train_encoder.tsv").is_file()
+    assert not list(r.rglob("*.tmp"))
+
+
+def test_nothing_reruns_when_nothing_changed(demo_run):
+    workdir, _, _ = demo_run
+    out = snakemake(workdir, "-n")
+    assert "Nothing to be done" in out.stdout + out.stderr
+
+
+def test_one_machines_setting_reruns_only_that_machine(demo_run):
+    workdir, _, _ = demo_run
+    write_config(workdir, "k.yaml", overrides={"fan": {"scoring": {"k": 2}}})
+    out = snakemake(workdir, "-n", config_file="k.yaml")
+    text = out.stdout + out.stderr
+    assert planned_jobs(text) == {"score": 1, "submission": 1, "aggregate": 1, "report": 1, "all": 1}
+    assert planned_wildcards(text) == {"machine=fan", "machine=fan, section=00"}
+    write_config(workdir, "pool.yaml", overrides={"pump": {"embedding": {"pooling": "mean"}}})
+    text = "".join(snakemake(workdir, "-n", config_file="pool.yaml").stdout)
+    assert planned_jobs(text) == {"embed": 1, "score": 1, "submission": 1, "aggregate": 1, "report": 1, "all": 1}
+    # a training setting retrains the shared encoder and so everything after it
+    write_config(workdir, "lr.yaml", train={**SMALL_DEMO["train"], "lr": 0.001})
+    jobs = planned_jobs(snakemake(workdir, "-n", config_file="lr.yaml").stdout)
+    assert jobs["train_encoder"] == 1 and jobs["embed"] == 3 and "features" not in jobs
+
+
+def test_replacing_test_clips_reruns_only_that_machine(demo_run):
+    workdir, _, _ = demo_run
+    clip = next((workdir / "demo/data/dev_data/raw/gearbox/test").glob("*anomaly*.wav"))
+    original = clip.read_bytes()
+    try:
+        data, sr = sf.read(clip)
+        sf.write(clip, data[::-1].copy(), sr, subtype="PCM_16")
+        text = snakemake(workdir, "-n").stdout
+        assert planned_jobs(text) == {"manifest": 1, "features": 1, "embed": 1, "score": 1, "submission": 1,
+                                      "aggregate": 1, "report": 1, "all": 1}
+        assert planned_wildcards(text) == {"machine=gearbox, part=test", "machine=gearbox", "machine=gearbox, section=00"}
+    finally:
+        clip.write_bytes(original)
+        os.utime(clip, (0, 0))
+
+
+def test_lint_is_clean(demo_run):
+    workdir, _, _ = demo_run
+    out = snakemake(workdir, "--lint")
+    assert "Congratulations, your workflow is in a good condition!" in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("override, key", [
+    (["scorng={k: 2}"], "scorng"),
+    (["scoring={k: abc}"], "scoring.k"),
+    (["finetune={mode: qlora}"], "finetune.mode"),
+    (["demo=false", "data_root=/no/such/folder"], "/no/such/folder"),
+    (["machine_types=[fan, drill]"], "drill"),
+])
+def test_bad_config_stops_before_any_job(tmp_path, override, key):
+    write_config(tmp_path)
+    out = snakemake(tmp_path, "--cores", "1", "--config", *override, check=False)
+    assert out.returncode != 0
+    assert key in out.stdout + out.stderr
+    assert not (tmp_path / "results").exists() and not (tmp_path / "demo").exists()
+
+
+def test_unseen_dcase2020_folder_with_a_local_encoder(tmp_path, reference):
+    """--config data_root=... encoder=... on a folder the workflow has never seen."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "dcase2020" / "dev_data"
+    for machine, ids in (("slider", ["00", "02"]), ("valve", ["04"])):
+        for mid in ids:
+            for i in range(6):
+                tone = np.sin(2 * np.pi * (200 + 40 * int(mid)) * np.arange(8000) / 16000) + 0.1 * rng.normal(size=8000)
+                path = root / machine / "train" / f"normal_id_{mid}_{i:08d}.wav"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                sf.write(path, (0.3 * tone).astype(np.float32), 16000)
+            for label in ("normal", "anomaly"):
+                for i in range(3):
+                    noise = rng.normal(size=8000) * (0.5 if label == "anomaly" else 0.1)
+                    tone = np.sin(2 * np.pi * (200 + 40 * int(mid)) * np.arange(8000) / 16000) + noise
+                    path = root / machine / "test" / f"{label}_id_{mid}_{i:08d}.wav"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    sf.write(path, (0.3 * tone).astype(np.float32), 16000)
+    encoder = tmp_path / "tiny_encoder"
+    shutil.copytree(reference / "eat_tiny", encoder, ignore=shutil.ignore_patterns("*.npy"))
+    (tmp_path / "config.yaml").write_text("data_root: unused\n")
+    snakemake(tmp_path, "--cores", "2", "--config", "demo=false", f"data_root={root}", f"encoder={encoder}",
+              "features={target_frames: 48}", "train={epochs: 2, threads: 2}", "results=out")
+    out = tmp_path / "out"
+    auroc = pd.read_csv(out / "tables" / "auroc.csv")
+    assert auroc["machine_type"].tolist() == ["slider", "valve", "overall"]
+    dcase = pd.read_csv(out / "tables" / "dcase_metrics.csv", dtype={"section": str})
+    assert dcase["section"].dropna().tolist()[:3] == ["00", "02", "04"]
+    for name in ("anomaly_score_slider_section_00_test.csv", "decision_result_slider_section_02_test.csv",
+                 "anomaly_score_valve_section_04_test.csv"):
+        assert len(pd.read_csv(out / "submission" / name, header=None)) == 6
+    assert (out / "report.html").is_file() and (out / "plots" / "valve_roc.png").is_file()
