@@ -87,7 +87,7 @@ def plot_roc(scores: pd.DataFrame, path: str | Path, title: str) -> bool:
 
     plt = _figure()
     lab = scores[scores["label"].isin(["normal", "anomaly"])]
-    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=100)
     drawn = False
     groups = [("all clips", lab)] + ([(f"section {s}", g) for s, g in lab.groupby("section")] if lab["section"].nunique() > 1 else [])
     for name, g in groups:
@@ -110,7 +110,7 @@ def plot_roc(scores: pd.DataFrame, path: str | Path, title: str) -> bool:
 def plot_histogram(scores: pd.DataFrame, train_scores: np.ndarray | None, threshold: float | None, path: str | Path, title: str) -> None:
     """Score distributions: training normals (leave-one-out), test normals, test anomalies, unlabeled."""
     plt = _figure()
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=100)
     series = []
     if train_scores is not None and len(train_scores):
         series.append(("train normals (leave-one-out)", np.asarray(train_scores), "tab:grey"))
@@ -149,6 +149,10 @@ def _html_table(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep="n/a", border=0, classes="t")
 
 
+def _html_figures(images: list[Path]) -> str:
+    return "<div class='figs'>" + "".join(_img(p) for p in images) + "</div>"
+
+
 def html_report(out: str | Path, auroc: pd.DataFrame, dcase: pd.DataFrame, summary: dict, notes: list[str],
                 plots: dict[str, list[Path]], config: dict, links: dict[str, str], training: dict | None = None) -> None:
     """One self-contained HTML page (images embedded) with results, plots, links and the configuration."""
@@ -163,7 +167,8 @@ def html_report(out: str | Path, auroc: pd.DataFrame, dcase: pd.DataFrame, summa
         "<!doctype html><html><head><meta charset='utf-8'><title>eat-asd report</title><style>",
         "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}"
         "table.t{border-collapse:collapse;margin:.5em 0}table.t td,table.t th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-        "table.t th{background:#f0f0f0}img{max-width:48%;margin:4px;border:1px solid #eee}.big{font-size:1.4em}"
+        "table.t th{background:#f0f0f0}.figs{display:flex;gap:8px;align-items:flex-start}.figs img{width:49%;border:1px solid #eee}"
+        ".big{font-size:1.4em}"
         "pre{background:#f7f7f7;padding:1em;overflow:auto}.note{color:#a15c00}",
         "</style></head><body><h1>Anomalous sound detection report</h1>",
         f"<p class='big'>Overall AUROC: <b>{overall:.4f}</b> &nbsp; Official DCASE score: <b>{summary.get('official_score', float('nan')):.4f}</b></p>",
@@ -171,13 +176,20 @@ def html_report(out: str | Path, auroc: pd.DataFrame, dcase: pd.DataFrame, summa
         "<h2>Official DCASE metrics</h2><p>AUC(source/target): that domain's normals plus all anomalies of the section; "
         "pAUC: all clips of the section, FPR ≤ 0.1 (McClish-standardised). Official score: harmonic mean of every AUC(source), "
         "AUC(target) and pAUC.</p>", _html_table(dcase),
+        _html_table(pd.DataFrame([
+            ("official score (harmonic mean of every AUC(source), AUC(target), pAUC)", summary.get("official_score")),
+            ("arithmetic mean of the same values", summary.get("arithmetic_mean")),
+            ("harmonic mean of AUC(source)", summary.get("hmean_source")),
+            ("harmonic mean of AUC(target)", summary.get("hmean_target")),
+            ("harmonic mean of pAUC", summary.get("hmean_pauc")),
+        ], columns=["summary", "value"]).astype({"value": float})),
     ]
     if notes:
         parts.append("<h3>Notes</h3><ul>" + "".join(f"<li class='note'>{html.escape(n)}</li>" for n in notes) + "</ul>")
     if training:
         parts.append("<h2>Encoder training</h2><pre>" + html.escape(json.dumps(training, indent=2, default=str)) + "</pre>")
     for machine, images in plots.items():
-        parts.append(f"<h2>{html.escape(machine)}</h2>" + "".join(_img(p) for p in images))
+        parts.append(f"<h2>{html.escape(machine)}</h2>" + _html_figures(images))
     parts.append("<h2>Files</h2><ul>" + "".join(f"<li><a href='{rel(t)}'>{html.escape(name)}</a></li>" for name, t in links.items()) + "</ul>")
     parts.append("<h2>Configuration</h2><pre>" + html.escape(yaml.safe_dump(config, sort_keys=False)) + "</pre></body></html>")
     write_text(out, "\n".join(parts))

@@ -137,7 +137,9 @@ def gamma_threshold(train_scores: np.ndarray, quantile: float) -> float:
     if np.ptp(s) == 0:
         return float(s[0])
     try:
-        params = scipy.stats.gamma.fit(s)
+        # Distances are >= 0: fixing the location at 0 keeps the fit stable when a few
+        # training clips lie far out (a free location can run off to a huge threshold).
+        params = scipy.stats.gamma.fit(np.maximum(s, 1e-8), floc=0)
         threshold = float(scipy.stats.gamma.ppf(quantile, *params))
     except Exception as err:  # scipy's fit can fail on degenerate data
         log.warning("gamma fit failed (%s); using the empirical %.2f quantile", err, quantile)

@@ -159,8 +159,15 @@ def aggregate(score_paths: list[str | Path], tables_dir: str | Path) -> dict:
 
     scores = pd.concat([read_scores(p) for p in score_paths], ignore_index=True)
     tables_dir = Path(tables_dir)
-    auroc, notes = auroc_table(scores)
-    dcase, summary, dnotes = dcase_metrics(scores)
+    if (scores["label"] == "unknown").all():
+        log.info("evaluation mode: the test clips are unlabeled, so there are scores and decisions but no metrics")
+        notes = ["evaluation mode: the test clips are unlabeled; scores, decisions and submission files only"]
+        auroc, _ = auroc_table(scores.iloc[:0])
+        dcase, summary, _ = dcase_metrics(scores.iloc[:0])
+        dnotes = []
+    else:
+        auroc, notes = auroc_table(scores)
+        dcase, summary, dnotes = dcase_metrics(scores)
     write_table(auroc, tables_dir / "auroc.csv")
     write_table(dcase_table_with_summary(dcase, summary), tables_dir / "dcase_metrics.csv")
     result = dict(summary, overall_auroc=float(auroc.iloc[-1]["auroc"]), notes=notes + dnotes,
@@ -176,7 +183,8 @@ def report(tables_dir: str | Path, plots_dir: str | Path, config: dict, out: str
 
     tables_dir, plots_dir, results_dir = Path(tables_dir), Path(plots_dir), Path(results_dir)
     auroc = pd.read_csv(tables_dir / "auroc.csv")
-    dcase = pd.read_csv(tables_dir / "dcase_metrics.csv", dtype={"section": str}, keep_default_na=False, na_values=[""])
+    dcase = pd.read_csv(tables_dir / "dcase_metrics.csv", dtype={"section": str, "n_normal": "Int64", "n_anomaly": "Int64"})
+    dcase = dcase[dcase["section"].notna()]  # per-section rows; the summary rows come from summary.json
     summary = json.loads((tables_dir / "summary.json").read_text())
     plots: dict[str, list[Path]] = {}
     for png in sorted(plots_dir.glob("*.png")):

@@ -1,0 +1,91 @@
+"""Stages end to end without Snakemake: the CLI's three steps, evaluation mode, submission files, report."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from eat_asd.cli import main
+from eat_asd.demo import DemoSizes, make_demo_data, make_demo_encoder
+from eat_asd.report import read_submission, submission_names, write_submission
+
+SIZES = ["--seconds", "0.6", "--train-source", "8", "--train-target", "3", "--test-per-cell", "4"]
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    """discover -> features -> train -> embed -> evaluate -k, all through `eat-asd`."""
+    torch.set_num_threads(2)
+    t = tmp_path_factory.mktemp("cli")
+    assert main(["demo", str(t / "demo"), *SIZES]) == 0
+    cfg = t / "c.yaml"
+    cfg.write_text("data_root: unused\nfeatures: {target_frames: 64}\ntrain: {epochs: 2, lr: 0.003}\n")
+    machines = ["fan", "gearbox", "pump"]
+    for m in machines:
+        assert main(["discover", str(t / "demo" / "data"), "--machine", m, "--out", str(t / f"{m}.csv")]) == 0
+        assert main(["features", "--config", str(cfg), "--manifest", str(t / f"{m}.csv"), "--out", str(t / f"{m}.safetensors")]) == 0
+    assert main(["train", "--config", str(cfg), "--encoder", str(t / "demo" / "encoder"), "--device", "cpu",
+                 "--features", *[str(t / f"{m}.safetensors") for m in machines],
+                 "--manifests", *[str(t / f"{m}.csv") for m in machines], "--out", str(t / "trained")]) == 0
+    for m in machines:
+        assert main(["embed", "--encoder", str(t / "trained" / "encoder"), "--device", "cpu",
+                     "--features", str(t / f"{m}.safetensors"), "--manifests", str(t / f"{m}.csv"), "--out", str(t / f"{m}.npz")]) == 0
+    return t, machines
+
+
+def test_three_step_cli(cli_run, capsys):
+    t, machines = cli_run
+    assert main(["evaluate", "-k", "2", "--embeddings", *[str(t / f"{m}.npz") for m in machines],
+                 "--manifests", *[str(t / f"{m}.csv") for m in machines], "--out", str(t / "eval")]) == 0
+    printed = capsys.readouterr().out
+    assert "| overall |" in printed
+    info = json.loads((t / "eval" / "scores" / "fan.json").read_text())
+    assert info["settings"]["k"] == 2 and info["n_test"] == 16
+    assert (t / "eval" / "submission" / "anomaly_score_pump_section_00_test.csv").is_file()
+    summary = json.loads((t / "trained" / "summary.json").read_text())
+    assert summary["mode"] == "lora" and summary["classes"] == 9
+
+
+def test_same_config_same_scores(cli_run):
+    t, machines = cli_run
+    for run in ("a", "b"):
+        assert main(["score", "--embeddings", str(t / "fan.npz"), "--manifests", str(t / "fan.csv"),
+                     "--out", str(t / run / "fan.csv"), "--info", str(t / run / "fan.json")]) == 0
+    assert (t / "a" / "fan.csv").read_bytes() == (t / "b" / "fan.csv").read_bytes()
+
+
+def test_evaluation_mode_without_labels(cli_run, tmp_path):
+    t, _ = cli_run
+    manifest = pd.read_csv(t / "fan.csv", dtype=str, keep_default_na=False)
+    test = manifest["split"] == "test"
+    manifest.loc[test, "label"] = "unknown"
+    manifest.loc[test, "domain"] = "unknown"
+    manifest.to_csv(tmp_path / "fan.csv", index=False)
+    assert main(["score", "--embeddings", str(t / "fan.npz"), "--manifests", str(tmp_path / "fan.csv"),
+                 "--out", str(tmp_path / "scores.csv"), "--info", str(tmp_path / "i.json"),
+                 "--submission-dir", str(tmp_path / "sub"), "--plots-dir", str(tmp_path / "plots")]) == 0
+    scores = pd.read_csv(tmp_path / "scores.csv")
+    assert len(scores) == 16 and scores["score"].notna().all() and set(scores["decision"]) <= {0, 1}
+    assert len(read_submission(tmp_path / "sub" / "decision_result_fan_section_00_test.csv")) == 16
+    assert main(["aggregate", "--scores", str(tmp_path / "scores.csv"), "--tables-dir", str(tmp_path / "tables")]) == 0
+    summary = json.loads((tmp_path / "tables" / "summary.json").read_text())
+    assert summary["evaluation_only"] and "evaluation mode" in summary["notes"][0]
+
+
+def test_submission_files_parse_back(tmp_path):
+    scores = pd.DataFrame({"filename": ["a.wav", "b.wav", "c.wav"], "machine": "fan", "section": ["00", "00", "01"],
+                           "score": [0.5, 0.25, 1.0], "decision": [1, 0, 1]})
+    written = write_submission(scores, tmp_path)
+    assert sorted(p.name for p in written) == sorted(submission_names("fan", "00") + submission_names("fan", "01"))
+    back = read_submission(tmp_path / "anomaly_score_fan_section_00_test.csv")
+    assert back["filename"].tolist() == ["a.wav", "b.wav"] and np.allclose(back["value"], [0.5, 0.25])
+    text = (tmp_path / "decision_result_fan_section_01_test.csv").read_text()
+    assert text == "c.wav,1\n"  # no header
+
+
+def test_bad_inputs_give_a_clear_error_and_exit_code(tmp_path, caplog):
+    assert main(["discover", str(tmp_path / "missing"), "--out", str(tmp_path / "m.csv")]) == 1
+    assert "no such folder" in caplog.text and not (tmp_path / "m.csv").exists()
+    assert main(["embed", "--encoder", str(tmp_path / "nope"), "--features", "x", "--manifests", "y", "--out", "z"]) == 1
