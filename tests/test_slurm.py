@@ -1,0 +1,82 @@
+"""The demo workflow through `--profile slurm` on a real single-node SLURM cluster started by the test."""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from test_workflow import REPO, planned_jobs, snakemake, write_config
+
+CLUSTER = REPO / "tests" / "slurm" / "local_cluster.sh"
+pytestmark = pytest.mark.slurm
+
+
+def _unavailable(reason: str):
+    if os.environ.get("CI"):
+        pytest.fail(f"SLURM is required in CI but cannot start here: {reason}")
+    pytest.skip(f"SLURM cannot start here: {reason}")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    if os.geteuid() != 0:
+        _unavailable("the local cluster needs root (it starts slurmctld, slurmd and munged)")
+    if shutil.which("apt-get") is None and shutil.which("slurmctld") is None:
+        _unavailable("neither slurm-wlm nor apt-get is installed")
+    up = subprocess.run(["bash", str(CLUSTER), "up"], capture_output=True, text=True, timeout=600)
+    if up.returncode != 0:
+        _unavailable(up.stderr[-2000:])
+    try:
+        yield
+    finally:
+        subprocess.run(["bash", str(CLUSTER), "down"], capture_output=True, text=True, timeout=120)
+        assert subprocess.run(["pgrep", "-x", "slurmctld|slurmd|munged"], capture_output=True).returncode == 1
+
+
+def test_demo_through_slurm_profile_equals_local_run(cluster, tmp_path):
+    local, cluster_dir = tmp_path / "local", tmp_path / "slurm"
+    for d in (local, cluster_dir):
+        d.mkdir()
+        write_config(d)
+    t0 = time.time()
+    snakemake(local, "--cores", "2")
+    local_seconds = time.time() - t0
+
+    # The profile as shipped, with what this CPU-only test cluster needs on top: no GPU for training,
+    # threads and memory that fit the node, quick status checks.
+    dry = snakemake(cluster_dir, "-n", "--profile", str(REPO / "slurm"))
+    jobs = planned_jobs(dry.stdout)
+    t0 = time.time()
+    run = snakemake(cluster_dir, "--profile", str(REPO / "slurm"), "--jobs", "4",
+                    "--set-resources", "train_encoder:gpu=0", "train_encoder:cpus_per_task=2", "train_encoder:mem_mb=4000",
+                    "features:mem_mb=2000", "embed:mem_mb=2000", "score:mem_mb=2000", "--set-threads", "train_encoder=2",
+                    "--default-resources", "mem_mb=2000", "cpus_per_task=1", "runtime=30",
+                    "--slurm-init-seconds-before-status-checks", "2",
+                    "--slurm-logdir", str(cluster_dir / "slurm_logs"), "--slurm-keep-successful-logs")
+    slurm_seconds = time.time() - t0
+    text = run.stdout + run.stderr
+    print(f"local run {local_seconds:.0f} s, SLURM run {slurm_seconds:.0f} s")
+
+    # every job except the local ones (submission, all) went through sbatch: one SLURM log per job
+    submitted = {n: c for n, c in jobs.items() if n not in ("submission", "all")}
+    logs = list((cluster_dir / "slurm_logs").rglob("*.log"))
+    by_rule = {}
+    for log in logs:
+        rule = next(p for p in log.relative_to(cluster_dir / "slurm_logs").parts if p.startswith("rule_"))
+        by_rule[rule[5:]] = by_rule.get(rule[5:], 0) + 1
+    assert by_rule == submitted, text[-3000:]
+    assert text.count("has been submitted with SLURM jobid") == sum(submitted.values())
+
+    # same config, same results
+    for m in ("fan", "gearbox", "pump"):
+        a = pd.read_csv(local / "results" / "scores" / f"{m}.csv")
+        b = pd.read_csv(cluster_dir / "results" / "scores" / f"{m}.csv")
+        assert a["filename"].tolist() == b["filename"].tolist()
+        assert (a["score"] - b["score"]).abs().max() < 1e-6 and a["decision"].tolist() == b["decision"].tolist()
+    assert pd.read_csv(local / "results" / "tables" / "auroc.csv").equals(pd.read_csv(cluster_dir / "results" / "tables" / "auroc.csv"))
+    (tmp_path / "timing.txt").write_text(f"local {local_seconds:.1f} s\nslurm {slurm_seconds:.1f} s\n")
