@@ -123,3 +123,15 @@ def test_embedding_pooling_and_windows(tiny_model):
         halves = [tiny_model(feats[1:2, None, s : s + 64])[0, 0].numpy() for s in (0, 64)]
     assert np.allclose(slid[1], np.mean(halves, axis=0), atol=1e-5)
     assert windows(feats, EmbedSettings(segment_frames=64, long_clips="sliding", hop_frames=32)).shape == (5, 3, 64, 128)
+
+
+def test_bf16_precision_is_close_to_float32(tiny_model):
+    from eat_asd.embed import EmbedSettings, embed_features
+
+    feats = torch.randn(4, 64, 128)
+    ref = embed_features(tiny_model, feats, EmbedSettings(), device="cpu")
+    low = embed_features(tiny_model, feats, EmbedSettings(precision="bfloat16"), device="cpu")
+    cos = (ref * low).sum(1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(low, axis=1))
+    assert not np.array_equal(ref, low) and cos.min() > 0.999
+    with pytest.raises(ValueError, match="embedding.precision"):
+        EmbedSettings(precision="fp8")

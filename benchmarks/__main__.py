@@ -1,0 +1,306 @@
+"""Throughput and memory of every stage, as ratios to the per-clip baseline and to the matmul peak
+measured in the same run.
+
+    python -m benchmarks            # full run (EAT-base size, 10-s clips; a few minutes on 2 cores)
+    python -m benchmarks --smoke    # tiny sizes, seconds (CI)
+
+Prints a table and writes benchmarks/results/latest.{md,json} (or --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would drown the table
+sys.path.insert(0, str(ROOT / "src"))
+
+from eat_asd.audio import SAMPLE_RATE, eat_fbank, eat_fbank_batch  # noqa: E402
+from eat_asd.eat import EAT, EATConfig, count_flops  # noqa: E402
+from eat_asd.embed import EmbedSettings, embed_features  # noqa: E402
+from eat_asd.scoring import knn_distance  # noqa: E402
+
+
+@dataclass
+class Sizes:
+    seconds: float = 10.0
+    frames: int = 1024
+    config: EATConfig = None
+    fbank_clips: int = 32
+    encoder_batches: tuple = (1, 8, 32)
+    machine_clips: int = 24  # clips embedded in the end-to-end comparison
+    banks: tuple = (1_000, 10_000, 100_000)
+    queries: int = 2_000
+    train_batch: int = 8
+    demo: bool = True
+
+    @classmethod
+    def smoke(cls):
+        return cls(seconds=1.0, frames=96, config=EATConfig(embed_dim=64, depth=2, num_heads=4, max_length=16),
+                   fbank_clips=4, encoder_batches=(1, 4), machine_clips=4, banks=(500, 2_000), queries=200,
+                   train_batch=4, demo=False)
+
+
+def best_time(fn, repeats: int = 3, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def matmul_peak(n: int = 2048) -> float:
+    """float32 GFLOP/s of a large square matmul: the machine's practical limit."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    t = best_time(lambda: a @ b, repeats=5, warmup=2)
+    return 2 * n**3 / t / 1e9
+
+
+def clips(sizes: Sizes, n: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [(0.1 * rng.standard_normal(int(sizes.seconds * SAMPLE_RATE))).astype(np.float32) for _ in range(n)]
+
+
+def bench_fbank(sizes: Sizes, rows: list):
+    waves = clips(sizes, sizes.fbank_clips)
+    one = best_time(lambda: [eat_fbank(w, SAMPLE_RATE, sizes.frames) for w in waves], repeats=2)
+    batched = best_time(lambda: eat_fbank_batch(waves, SAMPLE_RATE, sizes.frames), repeats=2)
+    n = len(waves)
+    rows.append(("fbank, one clip at a time", f"{n / one:.1f} clips/s", "1.00x", ""))
+    rows.append(("fbank, batched", f"{n / batched:.1f} clips/s", f"{one / batched:.2f}x vs one at a time", ""))
+    return dict(fbank_one_clips_per_s=n / one, fbank_batched_clips_per_s=n / batched)
+
+
+def bench_encoder(sizes: Sizes, model: EAT, peak: float, rows: list):
+    out = {}
+    flops = count_flops(model.config, sizes.frames)
+    for b in sizes.encoder_batches:
+        x = torch.randn(b, 1, sizes.frames, 128)
+
+        def run():
+            with torch.inference_mode():
+                model(x)
+
+        t = best_time(run, repeats=2 if b > 1 else 3)
+        rate = b * flops / t / 1e9
+        out[f"encoder_b{b}_clips_per_s"] = b / t
+        out[f"encoder_b{b}_gflops"] = rate
+        rows.append((f"encoder forward, batch {b}", f"{b / t:.2f} clips/s", f"{rate / peak:.2f} of matmul peak",
+                     f"{rate:.0f} GFLOP/s, {flops / 1e9:.1f} GFLOP/clip"))
+    return out
+
+
+def bench_embed_end_to_end(sizes: Sizes, model: EAT, rows: list):
+    """A machine type's clips from waveforms to embeddings: the per-clip loop vs the pipeline."""
+    waves = clips(sizes, sizes.machine_clips)
+
+    def per_clip_loop():  # how the original scripts embed: features per clip, batch 1, autograd on
+        out = []
+        for w in waves:
+            feats = eat_fbank(w, SAMPLE_RATE, sizes.frames)
+            out.append(model(feats[None, None])[:, 0].detach())
+        return out
+
+    def pipeline():  # batched fbank (cached once), batched inference-mode embedding
+        feats = eat_fbank_batch(waves, SAMPLE_RATE, sizes.frames)
+        return embed_features(model, feats, EmbedSettings(batch_size=8), device="cpu")
+
+    base = best_time(per_clip_loop, repeats=1)
+    ours = best_time(pipeline, repeats=1)
+    n = len(waves)
+    rows.append(("embed a machine type, per-clip loop", f"{n / base:.2f} clips/s", "1.00x", "batch 1, features per clip, autograd on"))
+    rows.append(("embed a machine type, pipeline", f"{n / ours:.2f} clips/s", f"{base / ours:.2f}x vs per-clip loop",
+                 "batched fbank + batched inference_mode"))
+    feats = eat_fbank_batch(waves, SAMPLE_RATE, sizes.frames)
+    cached = best_time(lambda: embed_features(model, feats, EmbedSettings(batch_size=8), device="cpu"), repeats=1)
+    rows.append(("embed a machine type, from cached features", f"{n / cached:.2f} clips/s", f"{base / cached:.2f}x vs per-clip loop",
+                 "what the embed job does"))
+
+    def pipeline_bf16():
+        feats = eat_fbank_batch(waves, SAMPLE_RATE, sizes.frames)
+        return embed_features(model, feats, EmbedSettings(batch_size=8, precision="bfloat16"), device="cpu")
+
+    bf16 = best_time(pipeline_bf16, repeats=1)
+    ref = embed_features(model, feats, EmbedSettings(batch_size=8), device="cpu")
+    low = pipeline_bf16()
+    cos = float((ref * low).sum(1).min() / (np.linalg.norm(ref, axis=1) * np.linalg.norm(low, axis=1)).max())
+    rows.append(("embed a machine type, pipeline, bf16 autocast", f"{n / bf16:.2f} clips/s", f"{base / bf16:.2f}x vs per-clip loop",
+                 f"embedding.precision: bfloat16; min cosine to float32 {cos:.5f}"))
+    return dict(embed_loop_clips_per_s=n / base, embed_pipeline_clips_per_s=n / ours, embed_cached_clips_per_s=n / cached,
+                embed_speedup=base / ours, embed_bf16_clips_per_s=n / bf16, embed_bf16_speedup=base / bf16, embed_bf16_min_cos=cos)
+
+
+KNN_CHILD = """
+import re, sys, time, numpy as np, torch
+sys.path.insert(0, sys.argv[1])
+from eat_asd.scoring import knn_distance
+def vm(field):
+    return int(re.search(field + r":\\s+(\\d+)", open("/proc/self/status").read()).group(1)) / 1024
+n_bank, n_q = int(sys.argv[2]), int(sys.argv[3])
+rng = np.random.default_rng(0)
+bank = rng.standard_normal((n_bank, 768), dtype=np.float32)
+q = rng.standard_normal((n_q, 768), dtype=np.float32)
+knn_distance(q[:64], bank[:1000], 1)
+open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current RSS
+before = vm("VmRSS")
+t0 = time.perf_counter(); knn_distance(q, bank, 1); t = time.perf_counter() - t0
+print(t, vm("VmHWM") - before)
+"""
+
+
+def bench_knn(sizes: Sizes, peak: float, rows: list):
+    out = {}
+    for n_bank in sizes.banks:
+        res = subprocess.run([sys.executable, "-c", KNN_CHILD, str(ROOT / "src"), str(n_bank), str(sizes.queries)],
+                             capture_output=True, text=True, check=True)
+        t, extra_mb = map(float, res.stdout.split())
+        rate = 2 * sizes.queries * n_bank * 768 / t / 1e9
+        data_mb = n_bank * 768 * 4 / 2**20
+        out[f"knn_{n_bank}_queries_per_s"] = sizes.queries / t
+        out[f"knn_{n_bank}_gflops"] = rate
+        rows.append((f"kNN, bank {n_bank:,} x 768", f"{sizes.queries / t:,.0f} queries/s", f"{rate / peak:.2f} of matmul peak",
+                     f"peak memory above inputs {extra_mb:.0f} MB (bank {data_mb:.0f} MB)"))
+    return out
+
+
+def bench_training(sizes: Sizes, config: EATConfig, peak: float, rows: list):
+    from eat_asd.train import AuxClassifier, SoftmaxHead, TrainSettings, prepare_encoder
+
+    out = {}
+    variants = [("LoRA all blocks", TrainSettings(), sizes.frames)]
+    top = tuple(range(config.depth - 2, config.depth))
+    variants.append((f"LoRA top 2 blocks {list(top)}", TrainSettings(lora_blocks=top), sizes.frames))
+    variants.append(("LoRA all blocks, crop to half", TrainSettings(), sizes.frames // 2 // 16 * 16))
+    base_rate = None
+    for name, settings, frames in variants:
+        torch.manual_seed(0)
+        model = AuxClassifier(prepare_encoder(EAT(config), settings), SoftmaxHead(config.embed_dim, 10))
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+        x = torch.randn(sizes.train_batch, 1, frames, 128)
+        y = torch.randint(0, 10, (sizes.train_batch,))
+
+        def step():
+            loss = torch.nn.functional.cross_entropy(model(x, y), y)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        t = best_time(step, repeats=1, warmup=1)
+        fwd = count_flops(config, frames)
+        # backward: activation gradients through every block LoRA touches (about one forward each)
+        first = min(settings.lora_blocks) if settings.lora_blocks else 0
+        useful = sizes.train_batch * fwd * (1 + (config.depth - first) / config.depth)
+        rate = useful / t / 1e9
+        clips_per_s = sizes.train_batch / t
+        base_rate = base_rate or clips_per_s
+        out[f"train_{name}"] = dict(clips_per_s=clips_per_s, gflops=rate)
+        rows.append((f"training step, {name}", f"{clips_per_s:.2f} clips/s", f"{rate / peak:.2f} of matmul peak",
+                     f"{clips_per_s / base_rate:.2f}x vs all blocks, {frames} frames, batch {sizes.train_batch}"))
+    return out
+
+
+def bench_workflow(rows: list):
+    """The demo workflow: wall time, peak RSS, and jobs rerun after one machine's setting changes."""
+    import yaml
+
+    work = Path(tempfile.mkdtemp(prefix="eat-asd-bench-"))
+    cfg = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+    (work / "config.yaml").write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    base = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work),
+            "--configfile", str(work / "config.yaml")]
+    # a wrapper process reports the peak RSS of the workflow's own processes (the largest job)
+    wrapper = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, capture_output=True);"
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    t0 = time.perf_counter()
+    res = subprocess.run([sys.executable, "-c", wrapper, *base, "--cores", str(os.cpu_count())], env=env, check=True,
+                         capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    rss_mb = int(res.stdout.split()[-1]) / 1024
+    cfg["overrides"] = {"fan": {"scoring": {"k": 3}}}
+    (work / "config.yaml").write_text(yaml.safe_dump(cfg))
+    dry = subprocess.run(base + ["-n", "--quiet", "rules"], env=env, check=True, capture_output=True, text=True).stdout
+    stats = dry.split("Job stats:")[1].split("total")
+    total = int(stats[1].split()[0])
+    reran = total - 1  # minus the 'all' target
+    full = subprocess.run(base + ["-n", "--quiet", "rules", "--forceall"], env=env, check=True, capture_output=True, text=True).stdout
+    all_jobs = int(full.split("Job stats:")[1].split("total")[1].split()[0]) - 1
+    rows.append(("demo workflow, 2 CPU cores", f"{wall:.0f} s wall", f"peak RSS {rss_mb:.0f} MB (largest job)",
+                 f"after editing fan's k: {reran} of {all_jobs} jobs rerun"))
+    return dict(demo_wall_s=wall, demo_peak_rss_mb=rss_mb, rerun_jobs=reran, all_jobs=all_jobs)
+
+
+class ProgressRows(list):
+    """The table's rows, each also printed as soon as it is measured."""
+
+    def append(self, row):
+        print("  " + " | ".join(map(str, row)), flush=True)
+        super().append(row)
+
+
+def machine_line() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
+    p.add_argument("--no-workflow", action="store_true", help="skip the end-to-end demo workflow")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "latest"))
+    args = p.parse_args(argv)
+    sizes = Sizes.smoke() if args.smoke else Sizes(config=EATConfig())
+    torch.manual_seed(0)
+    model = EAT(sizes.config).eval()
+    rows = ProgressRows()
+    results = dict(machine=machine_line(), smoke=args.smoke, frames=sizes.frames)
+    t0 = time.time()
+    peak = matmul_peak(512 if args.smoke else 2048)
+    results["matmul_peak_gflops"] = peak
+    rows.append(("matmul peak (float32)", f"{peak:.0f} GFLOP/s", "1.00", "reference for the ratios"))
+    results.update(bench_fbank(sizes, rows))
+    results.update(bench_encoder(sizes, model, peak, rows))
+    results.update(bench_embed_end_to_end(sizes, model, rows))
+    results.update(bench_knn(sizes, peak, rows))
+    results.update(bench_training(sizes, sizes.config, peak, rows))
+    if sizes.demo and not args.no_workflow:
+        results.update(bench_workflow(rows))
+    results["seconds"] = time.time() - t0
+
+    header = ("stage", "throughput", "ratio", "notes")
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(4)]
+    lines = [" | ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in [header] + rows]
+    print(f"machine: {results['machine']}\n" + "\n".join(lines) + f"\n({results['seconds']:.0f} s)")
+    md = [f"Machine: {results['machine']}; clips of {sizes.seconds:g} s ({sizes.frames} frames); "
+          f"encoder {'tiny (smoke)' if args.smoke else 'EAT-base size, random weights'}.", "",
+          "| " + " | ".join(header) + " |", "|---|---|---|---|"] + ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".md").write_text("\n".join(md) + "\n")
+    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
