@@ -78,8 +78,8 @@ def clips(sizes: Sizes, n: int) -> list[np.ndarray]:
 
 def bench_fbank(sizes: Sizes, rows: list):
     waves = clips(sizes, sizes.fbank_clips)
-    one = best_time(lambda: [eat_fbank(w, SAMPLE_RATE, sizes.frames) for w in waves], repeats=2)
-    batched = best_time(lambda: eat_fbank_batch(waves, SAMPLE_RATE, sizes.frames), repeats=2)
+    one = best_time(lambda: [eat_fbank(w, SAMPLE_RATE, sizes.frames) for w in waves], repeats=5)
+    batched = best_time(lambda: eat_fbank_batch(waves, SAMPLE_RATE, sizes.frames), repeats=5)
     n = len(waves)
     rows.append(("fbank, one clip at a time", f"{n / one:.1f} clips/s", "1.00x", ""))
     rows.append(("fbank, batched", f"{n / batched:.1f} clips/s", f"{one / batched:.2f}x vs one at a time", ""))
