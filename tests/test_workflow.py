@@ -188,3 +188,10 @@ def test_unseen_dcase2020_folder_with_a_local_encoder(tmp_path, reference):
                  "anomaly_score_valve_section_04_test.csv"):
         assert len(pd.read_csv(out / "submission" / name, header=None)) == 6
     assert (out / "report.html").is_file() and (out / "plots" / "valve_roc.png").is_file()
+
+
+def test_snakemake_report_includes_tables_and_plots(demo_run, tmp_path):
+    workdir, _, _ = demo_run
+    snakemake(workdir, "--report", str(tmp_path / "report.html"))
+    text = (tmp_path / "report.html").read_text(errors="replace")
+    assert "auroc.csv" in text and "fan_roc.png" in text and "dcase_metrics.csv" in text
