@@ -1,0 +1,36 @@
+"""Atomic writes: an interrupted write leaves the old file (or none), never half a file."""
+
+import os
+import stat
+
+import pytest
+
+from eat_asd.io import atomic_path, write_text
+
+
+def test_success_replaces_the_file(tmp_path):
+    target = tmp_path / "sub" / "out.csv"
+    write_text(target, "old\n")
+    write_text(target, "new\n")
+    assert target.read_text() == "new\n"
+    assert [p.name for p in target.parent.iterdir()] == ["out.csv"]
+
+
+def test_failure_keeps_the_old_file_and_leaves_no_temp_file(tmp_path):
+    target = tmp_path / "out.csv"
+    target.write_text("complete\n")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half a fi")
+            raise RuntimeError("job killed")
+    assert target.read_text() == "complete\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]
+
+
+def test_written_files_follow_the_umask_not_private_temp_modes(tmp_path):
+    old = os.umask(0o022)
+    try:
+        write_text(tmp_path / "shared.txt", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "shared.txt").stat().st_mode) == 0o644
