@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -81,22 +79,23 @@ def _figure():
     return plt
 
 
-def plot_roc(scores: pd.DataFrame, path: str | Path, title: str) -> bool:
-    """ROC curve per section (and pooled) of one machine type; False if it has no labelled test data."""
+def plot_roc(scores: pd.DataFrame, path: str | Path, title: str) -> dict[str, float]:
+    """ROC curve per section (and pooled) of one machine type; returns {curve name: AUC} of the curves drawn
+    (empty when it has no labelled normal and anomalous test clips)."""
     from sklearn.metrics import roc_auc_score, roc_curve
 
     plt = _figure()
     lab = scores[scores["label"].isin(["normal", "anomaly"])]
     fig, ax = plt.subplots(figsize=(6, 4.5), dpi=100)
-    drawn = False
+    drawn: dict[str, float] = {}
     groups = [("all clips", lab)] + ([(f"section {s}", g) for s, g in lab.groupby("section")] if lab["section"].nunique() > 1 else [])
     for name, g in groups:
         y = (g["label"] == "anomaly").astype(int)
         if y.nunique() < 2:
             continue
         fpr, tpr, _ = roc_curve(y, g["score"])
-        ax.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(y, g['score']):.3f})")
-        drawn = True
+        drawn[name] = float(roc_auc_score(y, g["score"]))
+        ax.plot(fpr, tpr, label=f"{name} (AUC {drawn[name]:.3f})")
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="chance")
     ax.axvspan(0, 0.1, color="orange", alpha=0.12, label="pAUC region (FPR ≤ 0.1)")
     ax.set(xlabel="false positive rate (normals flagged)", ylabel="true positive rate (anomalies found)", title=title, xlim=(0, 1), ylim=(0, 1.01))
@@ -107,8 +106,26 @@ def plot_roc(scores: pd.DataFrame, path: str | Path, title: str) -> bool:
     return drawn
 
 
-def plot_histogram(scores: pd.DataFrame, train_scores: np.ndarray | None, threshold: float | None, path: str | Path, title: str) -> None:
-    """Score distributions: training normals (leave-one-out), test normals, test anomalies, unlabeled."""
+def histogram_bins(values: np.ndarray, n_bins: int = 30) -> tuple[np.ndarray, bool]:
+    """Bin edges for score histograms and whether the axis should be logarithmic.
+
+    kNN distances are heavy-tailed: a few far-off anomalies would squeeze every other clip
+    into the first bin of a linear axis, so scores spanning more than a decade get log bins.
+    """
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return np.linspace(0, 1, n_bins + 1), False
+    positive = v[v > 0]
+    if len(positive) == len(v) and positive.max() / positive.min() > 10:
+        return np.geomspace(positive.min(), positive.max() * (1 + 1e-9), n_bins + 1), True
+    return np.linspace(v.min(), v.max() + 1e-9, n_bins + 1), False
+
+
+def plot_histogram(scores: pd.DataFrame, train_scores: np.ndarray | None, threshold: float | None, path: str | Path,
+                   title: str) -> bool:
+    """Score distributions: training normals (leave-one-out), test normals, test anomalies, unlabeled.
+    Returns whether the score axis is logarithmic."""
     plt = _figure()
     fig, ax = plt.subplots(figsize=(6, 4.5), dpi=100)
     series = []
@@ -119,15 +136,18 @@ def plot_histogram(scores: pd.DataFrame, train_scores: np.ndarray | None, thresh
         s = scores.loc[scores["label"] == label, "score"].to_numpy()
         if len(s):
             series.append((f"test {label}" if label != "unknown" else "test (unlabeled)", s, colours[label]))
-    finite = np.concatenate([s[np.isfinite(s)] for _, s, _ in series]) if series else np.zeros(1)
-    bins = np.linspace(finite.min(), finite.max() + 1e-9, 30)
+    bins, log_scale = histogram_bins(np.concatenate([s for _, s, _ in series]) if series else np.zeros(0))
     for name, s, colour in series:
-        ax.hist(s[np.isfinite(s)], bins=bins, alpha=0.5, label=f"{name} (n={len(s)})", color=colour, density=True)
+        s = s[np.isfinite(s)]  # groups differ in size: each is drawn as fractions of its own clips
+        ax.hist(s, bins=bins, weights=np.full(len(s), 1 / max(1, len(s))), alpha=0.5, label=f"{name} (n={len(s)})", color=colour)
+    if log_scale:
+        ax.set_xscale("log")
     if threshold is not None and np.isfinite(threshold):
-        ax.axvline(threshold, color="black", ls="--", label=f"decision threshold {threshold:.4f}")
-    ax.set(xlabel="anomaly score (kNN cosine distance)", ylabel="density", title=title)
+        ax.axvline(threshold, color="black", ls="--", label=f"decision threshold {threshold:.4g}")
+    ax.set(xlabel="anomaly score (kNN cosine distance" + (", log scale)" if log_scale else ")"), ylabel="fraction of the group's clips", title=title)
     ax.legend(fontsize=8)
     _save(fig, path)
+    return log_scale
 
 
 def _save(fig, path) -> None:
@@ -187,7 +207,8 @@ def html_report(out: str | Path, auroc: pd.DataFrame, dcase: pd.DataFrame, summa
     if notes:
         parts.append("<h3>Notes</h3><ul>" + "".join(f"<li class='note'>{html.escape(n)}</li>" for n in notes) + "</ul>")
     if training:
-        parts.append("<h2>Encoder training</h2><pre>" + html.escape(json.dumps(training, indent=2, default=str)) + "</pre>")
+        rows = [(key.replace("_", " "), f"{v:.4g}" if isinstance(v, float) else str(v)) for key, v in training.items()]
+        parts.append("<h2>Encoder training</h2>" + _html_table(pd.DataFrame(rows, columns=["", "value"])))
     for machine, images in plots.items():
         parts.append(f"<h2>{html.escape(machine)}</h2>" + _html_figures(images))
     parts.append("<h2>Files</h2><ul>" + "".join(f"<li><a href='{rel(t)}'>{html.escape(name)}</a></li>" for name, t in links.items()) + "</ul>")
