@@ -43,7 +43,7 @@ def knn_distance(queries, bank, k: int = 1, exclude_self: bool = False, query_ch
     """Mean cosine distance of each query to its k nearest bank embeddings, exactly.
 
     Queries and bank are walked in chunks with a running top-k, so memory stays at
-    query_chunk x (bank_chunk + k) similarities whatever the bank size. With
+    query_chunk x bank_chunk similarities whatever the bank size. With
     exclude_self, queries are the bank itself and each row skips its own entry
     (leave-one-out).
     """
@@ -65,7 +65,9 @@ def knn_distance(queries, bank, k: int = 1, exclude_self: bool = False, query_ch
                 cols = rows + qs - bs
                 keep = (cols >= 0) & (cols < sims.shape[1])
                 sims[rows[keep], cols[keep]] = -float("inf")
-            best = torch.topk(torch.cat([best, sims], dim=1), k, dim=1).values
+            # top-k of the chunk first, then merge: concatenating the whole chunk would copy it
+            chunk_best = torch.topk(sims, min(k, sims.shape[1]), dim=1).values
+            best = torch.topk(torch.cat([best, chunk_best], dim=1), k, dim=1).values
         out[qs : qs + qc.shape[0]] = (1 - best).mean(dim=1).cpu()
     return out.numpy()
 
