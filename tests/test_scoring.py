@@ -113,8 +113,9 @@ def test_embedding_pooling_and_windows(tiny_model):
     both = embed_features(tiny_model, feats, EmbedSettings(pooling="cls+mean"), device="cpu")
     assert cls.shape == (5, 32) and both.shape == (5, 64) and np.allclose(both[:, :32], cls, atol=1e-5)
     with torch.inference_mode():
-        direct = tiny_model(feats[:1, None])[0, 0].numpy()
-    assert np.allclose(cls[0], direct, atol=1e-5)
+        direct = np.stack([tiny_model(feats[i : i + 1, None])[0, 0].numpy() for i in range(5)])
+    assert np.allclose(cls, direct, atol=1e-5)  # every clip, across CPU micro-batches and read batches
+    assert np.allclose(embed_features(tiny_model, feats, EmbedSettings(batch_size=5), device="cpu"), direct, atol=1e-5)
     crop = embed_features(tiny_model, feats, EmbedSettings(segment_frames=64), device="cpu")
     with torch.inference_mode():
         assert np.allclose(crop[1], tiny_model(feats[1:2, None, :64])[0, 0].numpy(), atol=1e-5)

@@ -12,6 +12,9 @@ from tqdm import tqdm
 POOLINGS = ("cls", "mean", "cls+mean")
 LONG_CLIPS = ("crop", "sliding")
 PRECISIONS = ("auto", "float32", "bfloat16")
+# On the CPU the encoder runs a few segments at a time: larger batches only push activations out
+# of cache (EAT-base, 2 cores: 2.0 clips/s at 4 segments, 1.76 at 32). GPUs take the whole batch.
+CPU_MICRO_BATCH = 4
 
 
 @dataclass(frozen=True)
@@ -100,9 +103,13 @@ def embed_features(model, features, settings: EmbedSettings = EmbedSettings(), d
         segs = windows(batch, settings)
         b, w = segs.shape[:2]
         x = to_device(segs.reshape(b * w, 1, *segs.shape[2:]), device)
-        with autocast(device, settings.precision):
-            tokens = model(x)
-        emb = pool_tokens(tokens.float(), settings.pooling).view(b, w, -1).mean(dim=1)
+        step = CPU_MICRO_BATCH if device.type == "cpu" else len(x)
+        pooled = []
+        for s in range(0, len(x), step):
+            with autocast(device, settings.precision):
+                tokens = model(x[s : s + step])
+            pooled.append(pool_tokens(tokens.float(), settings.pooling))
+        emb = torch.cat(pooled).view(b, w, -1).mean(dim=1)
         out.append(emb.cpu())
     if not out:  # no clips (e.g. a machine type without test clips)
         dim = model.config.embed_dim * (2 if settings.pooling == "cls+mean" else 1)
