@@ -112,15 +112,26 @@ def test_input_checks(tiny_model):
         tiny_model(torch.zeros(1, 1, 16 * 17, 128))
 
 
-def test_hub_id_loads_from_offline_cache(reference, tmp_path):
-    """A Hub id resolves through huggingface_hub's cache layout, with HF_HUB_OFFLINE=1 and no network."""
-    cache = tmp_path / "hub"
-    snap = cache / "models--worstchan--EAT-tiny-test" / "snapshots" / ("a" * 40)
+def _fake_hub_cache(cache, repo, reference, weights="safetensors"):
+    """huggingface_hub's cache layout for one repo snapshot, as a download would leave it."""
+    folder = cache / f"models--{repo.replace('/', '--')}"
+    snap = folder / "snapshots" / ("a" * 40)
     snap.mkdir(parents=True)
-    for name in ("config.json", "model.safetensors"):
-        shutil.copy(reference / "eat_tiny" / name, snap / name)
-    (cache / "models--worstchan--EAT-tiny-test" / "refs").mkdir()
-    (cache / "models--worstchan--EAT-tiny-test" / "refs" / "main").write_text("a" * 40)
+    shutil.copy(reference / "eat_tiny" / "config.json", snap / "config.json")
+    if weights == "safetensors":
+        shutil.copy(reference / "eat_tiny" / "model.safetensors", snap / "model.safetensors")
+    else:
+        torch.save(load_file(str(reference / "eat_tiny" / "model.safetensors")), snap / "pytorch_model.bin")
+    (folder / "refs").mkdir()
+    (folder / "refs" / "main").write_text("a" * 40)
+
+
+@pytest.mark.parametrize("weights", ["safetensors", "bin"])
+def test_hub_id_loads_from_offline_cache(reference, tmp_path, weights):
+    """A Hub id resolves through huggingface_hub's cache layout, with HF_HUB_OFFLINE=1 and no network;
+    a repo with only .bin weights loads them with weights_only=True."""
+    cache = tmp_path / "hub"
+    _fake_hub_cache(cache, "worstchan/EAT-tiny-test", reference, weights)
     code = (
         "import numpy as np, torch; from eat_asd.eat import load_eat;"
         "m = load_eat('worstchan/EAT-tiny-test');"
@@ -149,3 +160,19 @@ def test_flop_count_matches_profiler(tiny_model):
     # torch's counter has no formula for the CPU flash-attention kernel: add q k^T and attn v by hand
     attention = cfg.depth * 2 * (2 * n * n * cfg.embed_dim)
     assert counter.get_total_flops() + attention == count_flops(cfg, 64)
+
+
+class _Payload:
+    """Stands in for code a pickled checkpoint could smuggle in."""
+
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_bin_weights_never_unpickle_code(tmp_path, reference):
+    ckpt = tmp_path / "c"
+    ckpt.mkdir()
+    shutil.copy(reference / "eat_tiny" / "config.json", ckpt / "config.json")
+    torch.save({"model.extra_tokens": _Payload()}, ckpt / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match=r"pytorch_model\.bin: cannot be loaded with weights_only=True"):
+        load_eat(ckpt)

@@ -240,7 +240,11 @@ def resolve_checkpoint(source: str | os.PathLike) -> Path:
 
     try:
         # Only configuration and weights: the Hub repo's Python files are never fetched or run.
-        return Path(snapshot_download(src, allow_patterns=[CONFIG_NAME, "*.safetensors", "*.bin"]))
+        # safetensors first; .bin weights (read with weights_only=True) only when a repo has no other.
+        path = Path(snapshot_download(src, allow_patterns=[CONFIG_NAME, "*.safetensors"]))
+        if not any(path.glob("*.safetensors")):
+            path = Path(snapshot_download(src, allow_patterns=[CONFIG_NAME, "*.bin"]))
+        return path
     except Exception as err:
         offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
         hint = " (HF_HUB_OFFLINE is set and it is not in the local cache)" if offline else ""
