@@ -1,4 +1,4 @@
-"""AUROC tables and the official DCASE Task 2 metrics (2020-2025 definitions)."""
+"""AUROC tables and the official DCASE Task 2 metrics (2023-2025 definitions; data of earlier years is scored by the same rules)."""
 
 from __future__ import annotations
 
