@@ -5,7 +5,10 @@ import stat
 
 import pytest
 
-from eat_asd.io import atomic_path, write_text
+import json
+import math
+
+from eat_asd.io import atomic_path, write_json, write_text
 
 
 def test_success_replaces_the_file(tmp_path):
@@ -34,3 +37,10 @@ def test_written_files_follow_the_umask_not_private_temp_modes(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "shared.txt").stat().st_mode) == 0o644
+
+
+def test_json_has_no_nan(tmp_path):
+    write_json(tmp_path / "s.json", {"auc": math.nan, "values": [1.0, math.inf], "n": 3})
+    text = (tmp_path / "s.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"auc": None, "values": [1.0, None], "n": 3}

@@ -46,3 +46,8 @@ def test_histogram_uses_a_log_axis_for_heavy_tailed_scores(tmp_path):
 def test_markdown_table_formats_numbers_and_missing_values():
     table = markdown_table(pd.DataFrame({"machine_type": ["fan"], "auroc": [0.123456], "pauc": [np.nan]}))
     assert table.splitlines() == ["| machine_type | auroc | pauc |", "|---|---|---|", "| fan | 0.1235 | n/a |"]
+
+
+def test_small_numbers_keep_significant_digits():
+    table = markdown_table(pd.DataFrame({"machine_type": ["fan"], "threshold": [6.5e-7], "auroc": [0.0]}))
+    assert table.splitlines()[-1] == "| fan | 6.5e-07 | 0.0000 |"

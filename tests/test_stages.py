@@ -64,7 +64,7 @@ def test_evaluation_mode_without_labels(cli_run, tmp_path):
     manifest.loc[test, "domain"] = "unknown"
     manifest.to_csv(tmp_path / "fan.csv", index=False)
     assert main(["score", "--embeddings", str(t / "fan.npz"), "--manifests", str(tmp_path / "fan.csv"),
-                 "--out", str(tmp_path / "scores.csv"), "--info", str(tmp_path / "i.json"),
+                 "--out", str(tmp_path / "scores.csv"), "--info", str(tmp_path / "scores.json"),
                  "--submission-dir", str(tmp_path / "sub"), "--plots-dir", str(tmp_path / "plots")]) == 0
     scores = pd.read_csv(tmp_path / "scores.csv")
     assert len(scores) == 16 and scores["score"].notna().all() and set(scores["decision"]) <= {0, 1}
@@ -72,6 +72,14 @@ def test_evaluation_mode_without_labels(cli_run, tmp_path):
     assert main(["aggregate", "--scores", str(tmp_path / "scores.csv"), "--tables-dir", str(tmp_path / "tables")]) == 0
     summary = json.loads((tmp_path / "tables" / "summary.json").read_text())
     assert summary["evaluation_only"] and "evaluation mode" in summary["notes"][0]
+    assert summary["official_score"] is None  # strict JSON: no NaN
+    decisions = pd.read_csv(tmp_path / "tables" / "decisions.csv")
+    assert decisions[["n_test", "n_flagged"]].iloc[0].tolist() == [16, int(scores["decision"].sum())]
+    assert decisions["threshold"].iloc[0] == pytest.approx(json.loads((tmp_path / "scores.json").read_text())["threshold"])
+    assert main(["report", "--tables-dir", str(tmp_path / "tables"), "--plots-dir", str(tmp_path / "plots"),
+                 "--results-dir", str(tmp_path), "--out", str(tmp_path / "report.html")]) == 0
+    page = (tmp_path / "report.html").read_text()
+    assert "Evaluation mode: 16 unlabeled test clips scored" in page and "Overall AUROC" not in page
 
 
 def test_submission_files_parse_back(tmp_path):

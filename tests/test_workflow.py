@@ -80,6 +80,8 @@ def test_full_run_writes_every_output(demo_run):
     dcase = pd.read_csv(r / "tables" / "dcase_metrics.csv")
     assert dcase["machine_type"].str.startswith("official_score").any()
     assert (r / "tables" / "auroc.md").read_text().startswith("| machine_type |")
+    decisions = pd.read_csv(r / "tables" / "decisions.csv")
+    assert decisions["machine_type"].tolist() == MACHINES and (decisions["n_test"] == 16).all()
     for m in MACHINES:
         sub = pd.read_csv(r / "submission" / f"anomaly_score_{m}_section_00_test.csv", header=None)
         dec = pd.read_csv(r / "submission" / f"decision_result_{m}_section_00_test.csv", header=None)

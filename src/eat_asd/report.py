@@ -12,12 +12,19 @@ import pandas as pd
 from .io import atomic_path, write_text
 
 
-def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
+def format_number(v: float) -> str:
+    """Four decimals (AUCs, fractions); small values such as kNN thresholds keep 3 significant digits."""
+    if v is None or not np.isfinite(v):
+        return "n/a"
+    return f"{v:.4f}" if v == 0 or abs(v) >= 1e-3 else f"{v:.3g}"
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
     def cell(v):
         if v is pd.NA or v is None:
             return ""
         if isinstance(v, (float, np.floating)):
-            return "n/a" if not np.isfinite(v) else f"{v:.{digits}f}"
+            return format_number(v)
         return str(v)
 
     lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
@@ -29,7 +36,7 @@ def write_table(frame: pd.DataFrame, csv_path: str | Path) -> None:
     """The table as CSV and, beside it, as Markdown (.md)."""
     csv_path = Path(csv_path)
     with atomic_path(csv_path) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.6f")
+        frame.to_csv(tmp, index=False, float_format="%.6g")  # significant digits: thresholds can be tiny
     write_text(csv_path.with_suffix(".md"), markdown_table(frame))
 
 
@@ -166,23 +173,22 @@ def _img(path: Path) -> str:
 
 
 def _html_table(frame: pd.DataFrame) -> str:
-    return frame.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep="n/a", border=0, classes="t")
+    return frame.to_html(index=False, float_format=format_number, na_rep="n/a", border=0, classes="t")
 
 
 def _html_figures(images: list[Path]) -> str:
     return "<div class='figs'>" + "".join(_img(p) for p in images) + "</div>"
 
 
-def html_report(out: str | Path, auroc: pd.DataFrame, dcase: pd.DataFrame, summary: dict, notes: list[str],
-                plots: dict[str, list[Path]], config: dict, links: dict[str, str], training: dict | None = None) -> None:
+def html_report(out: str | Path, auroc: pd.DataFrame, dcase: pd.DataFrame, decisions: pd.DataFrame, summary: dict,
+                notes: list[str], plots: dict[str, list[Path]], config: dict, links: dict[str, str],
+                training: dict | None = None) -> None:
     """One self-contained HTML page (images embedded) with results, plots, links and the configuration."""
     import yaml
 
     def rel(target: str) -> str:
         return html.escape(str(Path(target).resolve().relative_to(Path(out).resolve().parent)) if Path(target).is_absolute() else target)
 
-    overall = auroc.loc[auroc["machine_type"] == "overall", "auroc"]
-    overall = float(overall.iloc[0]) if len(overall) else float("nan")
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>eat-asd report</title><style>",
         "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}"
@@ -191,23 +197,34 @@ def html_report(out: str | Path, auroc: pd.DataFrame, dcase: pd.DataFrame, summa
         ".big{font-size:1.4em}"
         "pre{background:#f7f7f7;padding:1em;overflow:auto}.note{color:#a15c00}",
         "</style></head><body><h1>Anomalous sound detection report</h1>",
-        f"<p class='big'>Overall AUROC: <b>{overall:.4f}</b> &nbsp; Official DCASE score: <b>{summary.get('official_score', float('nan')):.4f}</b></p>",
-        "<h2>AUROC per machine type</h2>", _html_table(auroc),
-        "<h2>Official DCASE metrics</h2><p>AUC(source/target): that domain's normals plus all anomalies of the section; "
-        "pAUC: all clips of the section, FPR ≤ 0.1 (McClish-standardised). Official score: harmonic mean of every AUC(source), "
-        "AUC(target) and pAUC.</p>", _html_table(dcase),
-        _html_table(pd.DataFrame([
-            ("official score (harmonic mean of every AUC(source), AUC(target), pAUC)", summary.get("official_score")),
-            ("arithmetic mean of the same values", summary.get("arithmetic_mean")),
-            ("harmonic mean of AUC(source)", summary.get("hmean_source")),
-            ("harmonic mean of AUC(target)", summary.get("hmean_target")),
-            ("harmonic mean of pAUC", summary.get("hmean_pauc")),
-        ], columns=["summary", "value"]).astype({"value": float})),
     ]
+    decisions_html = ["<h2>Decisions</h2><p>A clip is flagged anomalous when its score exceeds the threshold: a quantile "
+                      "of the gamma distribution fitted to the training clips' leave-one-out scores.</p>", _html_table(decisions)]
+    if summary.get("evaluation_only"):
+        parts += [f"<p class='big'>Evaluation mode: {int(decisions['n_test'].sum())} unlabeled test clips scored; "
+                  "without labels there are no metrics.</p>"] + decisions_html
+    else:
+        overall = auroc.loc[auroc["machine_type"] == "overall", "auroc"]
+        parts += [
+            f"<p class='big'>Overall AUROC: <b>{format_number(float(overall.iloc[0]) if len(overall) else None)}</b> &nbsp; "
+            f"Official DCASE score: <b>{format_number(summary.get('official_score'))}</b></p>",
+            "<h2>AUROC per machine type</h2>", _html_table(auroc),
+            "<h2>Official DCASE metrics</h2><p>AUC(source/target): that domain's normals plus all anomalies of the section; "
+            "pAUC: all clips of the section, FPR ≤ 0.1 (McClish-standardised). Official score: harmonic mean of every AUC(source), "
+            "AUC(target) and pAUC.</p>", _html_table(dcase),
+            _html_table(pd.DataFrame([
+                ("official score (harmonic mean of every AUC(source), AUC(target), pAUC)", summary.get("official_score")),
+                ("arithmetic mean of the same values", summary.get("arithmetic_mean")),
+                ("harmonic mean of AUC(source)", summary.get("hmean_source")),
+                ("harmonic mean of AUC(target)", summary.get("hmean_target")),
+                ("harmonic mean of pAUC", summary.get("hmean_pauc")),
+            ], columns=["summary", "value"]).astype({"value": float})),
+        ] + decisions_html
     if notes:
         parts.append("<h3>Notes</h3><ul>" + "".join(f"<li class='note'>{html.escape(n)}</li>" for n in notes) + "</ul>")
     if training:
-        rows = [(key.replace("_", " "), f"{v:.4g}" if isinstance(v, float) else str(v)) for key, v in training.items()]
+        rows = [(key.replace("_", " "), "n/a" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v))
+                for key, v in training.items()]
         parts.append("<h2>Encoder training</h2>" + _html_table(pd.DataFrame(rows, columns=["", "value"])))
     for machine, images in plots.items():
         parts.append(f"<h2>{html.escape(machine)}</h2>" + _html_figures(images))

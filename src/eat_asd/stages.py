@@ -152,6 +152,22 @@ def submission(scores_path: str | Path, section: str, out_dir: str | Path) -> No
     write_submission(part, out_dir)
 
 
+def decision_table(scores: pd.DataFrame, score_paths: list[str | Path]) -> pd.DataFrame:
+    """Per machine type and section: test clips, how many the threshold flags, and the threshold
+    (from the score job's JSON beside each score table)."""
+    thresholds = {}
+    for path in score_paths:
+        info_path = Path(path).with_suffix(".json")
+        if info_path.is_file():  # absent when score tables come from elsewhere: the threshold stays empty
+            info = json.loads(info_path.read_text())
+            thresholds[info["machine"]] = info["threshold"]
+    rows = []
+    for (machine, section), g in scores.groupby(["machine", "section"], sort=True):
+        rows.append(dict(machine_type=machine, section=section, n_test=len(g), n_flagged=int(g["decision"].sum()),
+                         flagged_fraction=float(g["decision"].mean()), threshold=thresholds.get(machine, float("nan"))))
+    return pd.DataFrame(rows, columns=["machine_type", "section", "n_test", "n_flagged", "flagged_fraction", "threshold"])
+
+
 def aggregate(score_paths: list[str | Path], tables_dir: str | Path) -> dict:
     """AUROC and official DCASE tables over every machine type's scores."""
     from .metrics import auroc_table, dcase_metrics
@@ -170,6 +186,7 @@ def aggregate(score_paths: list[str | Path], tables_dir: str | Path) -> dict:
         dcase, summary, dnotes = dcase_metrics(scores)
     write_table(auroc, tables_dir / "auroc.csv")
     write_table(dcase_table_with_summary(dcase, summary), tables_dir / "dcase_metrics.csv")
+    write_table(decision_table(scores, score_paths), tables_dir / "decisions.csv")
     result = dict(summary, overall_auroc=float(auroc.iloc[-1]["auroc"]), notes=notes + dnotes,
                   evaluation_only=bool((scores["label"] == "unknown").all()))
     write_json(tables_dir / "summary.json", result)
@@ -186,14 +203,16 @@ def report(tables_dir: str | Path, plots_dir: str | Path, config: dict, out: str
     dcase = pd.read_csv(tables_dir / "dcase_metrics.csv", dtype={"section": str, "n_normal": "Int64", "n_anomaly": "Int64"})
     dcase = dcase[dcase["section"].notna()]  # per-section rows; the summary rows come from summary.json
     summary = json.loads((tables_dir / "summary.json").read_text())
+    decisions = pd.read_csv(tables_dir / "decisions.csv", dtype={"section": str})
     plots: dict[str, list[Path]] = {}
     for png in sorted(plots_dir.glob("*.png")):
         plots.setdefault(png.stem.rsplit("_", 1)[0], []).append(png)
     links = {name: str(results_dir / rel) for name, rel in [
         ("AUROC table (CSV)", "tables/auroc.csv"), ("AUROC table (Markdown)", "tables/auroc.md"),
         ("DCASE metrics (CSV)", "tables/dcase_metrics.csv"), ("DCASE metrics (Markdown)", "tables/dcase_metrics.md"),
+        ("Decisions (CSV)", "tables/decisions.csv"),
         ("Submission files", "submission"), ("Per-clip scores", "scores"), ("Encoder training log", "encoder/train_log.csv")]}
     training = json.loads(Path(training_summary).read_text()) if training_summary else None
     if training:
         training.pop("settings", None)
-    html_report(out, auroc, dcase, summary, summary.get("notes", []), plots, config, links, training)
+    html_report(out, auroc, dcase, decisions, summary, summary.get("notes", []), plots, config, links, training)

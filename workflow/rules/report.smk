@@ -3,12 +3,16 @@
 
 rule aggregate:
     input:
-        expand(f"{R}/scores/{{machine}}.csv", machine=MACHINES),
+        scores=expand(f"{R}/scores/{{machine}}.csv", machine=MACHINES),
+        # thresholds for the decisions table, read beside each score table
+        info=expand(f"{R}/scores/{{machine}}.json", machine=MACHINES),
     output:
         auroc=report(f"{R}/tables/auroc.csv", category="Tables"),
         auroc_md=f"{R}/tables/auroc.md",
         dcase=report(f"{R}/tables/dcase_metrics.csv", category="Tables"),
         dcase_md=f"{R}/tables/dcase_metrics.md",
+        decisions=report(f"{R}/tables/decisions.csv", category="Tables"),
+        decisions_md=f"{R}/tables/decisions.md",
         summary=f"{R}/tables/summary.json",
     params:
         stage=STAGE,
@@ -17,7 +21,7 @@ rule aggregate:
     conda:
         "../../envs/data.yaml"
     shell:
-        "{params.stage} aggregate --scores {input} --tables-dir $(dirname {output.auroc}) > {log} 2>&1"
+        "{params.stage} aggregate --scores {input.scores} --tables-dir $(dirname {output.auroc}) > {log} 2>&1"
 
 
 rule report:
@@ -25,6 +29,7 @@ rule report:
         auroc=rules.aggregate.output.auroc,
         dcase=rules.aggregate.output.dcase,
         summary=rules.aggregate.output.summary,
+        decisions=rules.aggregate.output.decisions,
         plots=expand(f"{R}/plots/{{machine}}_{{kind}}.png", machine=MACHINES, kind=["roc", "scores"]),
         training=f"{R}/encoder/summary.json",
     output:
