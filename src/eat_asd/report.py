@@ -223,7 +223,7 @@ def html_report(out: str | Path, auroc: pd.DataFrame, dcase: pd.DataFrame, decis
     if notes:
         parts.append("<h3>Notes</h3><ul>" + "".join(f"<li class='note'>{html.escape(n)}</li>" for n in notes) + "</ul>")
     if training:
-        rows = [(key.replace("_", " "), "n/a" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v))
+        rows = [(key.replace("_", " "), format_number(v) if v is None or isinstance(v, float) else str(v))
                 for key, v in training.items()]
         parts.append("<h2>Encoder training</h2>" + _html_table(pd.DataFrame(rows, columns=["", "value"])))
     for machine, images in plots.items():
