@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .io import atomic_path
+from .errors import CheckpointError
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,6 @@ HUB_PREFIX = "model."
 _RENAMES = {"local_encoder.proj.": "patch_embed.conv."}
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be loaded; the message names the source and the keys at fault."""
 
 
 @dataclass

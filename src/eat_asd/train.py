@@ -27,6 +27,7 @@ from .eat import EAT, load_eat, save_eat
 from .embed import autocast, check_precision, default_device, to_device
 from .features import FeatureFile, FeatureSettings
 from .io import atomic_path, write_csv, write_json
+from .errors import TrainingError
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,6 @@ MODES = ("lora", "full", "frozen")
 LOSSES = ("softmax", "arcface")
 
 
-class TrainingError(RuntimeError):
-    """Training cannot start or go on; the message says which setting or data is at fault."""
 
 
 @dataclass(frozen=True)
