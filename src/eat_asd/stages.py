@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import check_manifest, discover, read_manifest, training_clips
+from .errors import DataError
+from .data import PARTS, check_manifest, discover, read_manifest, training_clips
 from .io import atomic_path, write_csv, write_json
 
 log = logging.getLogger(__name__)
@@ -21,9 +22,6 @@ def resolve_device(name: str = "auto"):
     import torch
 
     return default_device() if name == "auto" else torch.device(name)
-
-
-PARTS = ("train", "test")
 
 
 def make_manifest(data_root: str | Path, machine: str, out: str | Path, part: str | None = None) -> pd.DataFrame:
@@ -113,11 +111,11 @@ def read_embeddings(path: str | Path, manifest: pd.DataFrame) -> tuple[np.ndarra
 
 
 def score(embeddings_path: str | Path, manifest_paths: list[str | Path], settings, scores_out: str | Path,
-          info_out: str | Path, submission_dir: str | Path | None = None, plots_dir: str | Path | None = None) -> pd.DataFrame:
-    """Scores, decisions, plots and (if submission_dir is given) DCASE submission files of one machine type."""
+          info_out: str | Path, roc_out: str | Path | None = None, histogram_out: str | Path | None = None) -> pd.DataFrame:
+    """Scores and decisions of one machine type, its threshold and settings (JSON), and its plots if asked for."""
     from dataclasses import asdict
 
-    from .report import plot_histogram, plot_roc, write_submission
+    from .report import plot_histogram, plot_roc
     from .scoring import score_machine
 
     manifest = read_manifests(manifest_paths)
@@ -125,13 +123,12 @@ def score(embeddings_path: str | Path, manifest_paths: list[str | Path], setting
     machine = str(manifest["machine"].iloc[0])
     table, threshold, train_scores = score_machine(bank_emb, bank_meta, test_emb, test_meta, settings)
     write_csv(scores_out, table, float_format="%.8f")
-    if submission_dir is not None:
-        write_submission(table, submission_dir)
     write_json(info_out, dict(machine=machine, threshold=threshold, settings=asdict(settings), n_bank=len(bank_meta),
                               n_test=len(test_meta), train_scores=[float(s) for s in train_scores]))
-    if plots_dir is not None:
-        plot_roc(table, Path(plots_dir) / f"{machine}_roc.png", f"{machine}: ROC (k={settings.k})")
-        plot_histogram(table, train_scores, threshold, Path(plots_dir) / f"{machine}_scores.png", f"{machine}: anomaly scores")
+    if roc_out is not None:
+        plot_roc(table, roc_out, f"{machine}: ROC (k={settings.k})")
+    if histogram_out is not None:
+        plot_histogram(table, train_scores, threshold, histogram_out, f"{machine}: anomaly scores")
     return table
 
 
@@ -141,15 +138,15 @@ def read_scores(path: str | Path) -> pd.DataFrame:
     return scores
 
 
-def submission(scores_path: str | Path, section: str, out_dir: str | Path) -> None:
+def submission(scores_path: str | Path, section: str, scores_out: str | Path, decisions_out: str | Path) -> None:
     """The DCASE submission file pair of one section of a machine type's score table."""
-    from .report import write_submission
+    from .report import write_submission_pair
 
     scores = read_scores(scores_path)
     part = scores[scores["section"] == section]
     if part.empty:
-        raise ValueError(f"{scores_path}: no test clips of section {section}")
-    write_submission(part, out_dir)
+        raise DataError(f"{scores_path}: no test clips of section {section}")
+    write_submission_pair(part, scores_out, decisions_out)
 
 
 def decision_table(scores: pd.DataFrame, score_paths: list[str | Path]) -> pd.DataFrame:
