@@ -127,11 +127,11 @@ def cmd_score(args):
 
     _threads(args)
     score(args.embeddings, args.manifests, _score_settings(args, args.machine or ""), args.out, args.info,
-          args.submission_dir, args.plots_dir)
+          args.submission_dir, args.plots_dir, args.ground_truth)
 
 
 def cmd_evaluate(args):
-    """Score every machine type's embeddings with k neighbours and print the AUROC table."""
+    """Score every machine type's embeddings with k neighbours and print the result and AUROC tables."""
     from .stages import aggregate, score
 
     out = Path(args.out)
@@ -144,8 +144,9 @@ def cmd_evaluate(args):
         machine = str(read_manifest(manifest)["machine"].iloc[0])
         paths.append(out / "scores" / f"{machine}.csv")
         score(emb, [manifest], _score_settings(args, machine), paths[-1], out / "scores" / f"{machine}.json",
-              out / "submission", out / "plots")
+              out / "submission", out / "plots", args.ground_truth)
     aggregate(paths, out / "tables")
+    print((out / "tables" / "dcase_metrics.md").read_text())
     print((out / "tables" / "auroc.md").read_text())
 
 
@@ -237,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--info", required=True)
     s.add_argument("--submission-dir", help="also write the DCASE submission files here")
     s.add_argument("--plots-dir")
+    s.add_argument("--ground-truth", metavar="DIR", help="official ground-truth folder giving the test clips labels and domains")
 
     s = add("submission", cmd_submission, "the DCASE submission files of one section from a score table")
     s.add_argument("--scores", required=True)
@@ -248,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-k", type=int)
     s.add_argument("--embeddings", nargs="+", required=True)
     s.add_argument("--manifests", nargs="+", required=True, help="one manifest per embeddings file, in the same order")
+    s.add_argument("--ground-truth", metavar="DIR", help="labels and domains of unlabeled evaluation clips: a folder with "
+                   "the official evaluators' ground_truth_data/, ground_truth_domain/ (and ground_truth_attributes/)")
     s.add_argument("--out", required=True)
 
     s = add("aggregate", cmd_aggregate, "AUROC and official DCASE tables from per-machine score files")

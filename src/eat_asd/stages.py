@@ -113,8 +113,13 @@ def read_embeddings(path: str | Path, manifest: pd.DataFrame) -> tuple[np.ndarra
 
 
 def score(embeddings_path: str | Path, manifest_paths: list[str | Path], settings, scores_out: str | Path,
-          info_out: str | Path, submission_dir: str | Path | None = None, plots_dir: str | Path | None = None) -> pd.DataFrame:
-    """Scores, decisions, plots and (if submission_dir is given) DCASE submission files of one machine type."""
+          info_out: str | Path, submission_dir: str | Path | None = None, plots_dir: str | Path | None = None,
+          ground_truth: str | Path | None = None) -> pd.DataFrame:
+    """Scores, decisions, plots and (if submission_dir is given) DCASE submission files of one machine type.
+
+    ground_truth: a folder in the official evaluators' layout (see eat_asd.groundtruth) that gives
+    the test clips their labels and domains; scores and decisions do not depend on it.
+    """
     from dataclasses import asdict
 
     from .report import plot_histogram, plot_roc, write_submission
@@ -124,6 +129,10 @@ def score(embeddings_path: str | Path, manifest_paths: list[str | Path], setting
     bank_emb, bank_meta, test_emb, test_meta = read_embeddings(embeddings_path, manifest)
     machine = str(manifest["machine"].iloc[0])
     table, threshold, train_scores = score_machine(bank_emb, bank_meta, test_emb, test_meta, settings)
+    if ground_truth is not None:
+        from .groundtruth import apply_ground_truth
+
+        table = apply_ground_truth(table, ground_truth, machine)
     write_csv(scores_out, table, float_format="%.8f")
     if submission_dir is not None:
         write_submission(table, submission_dir)
@@ -131,7 +140,8 @@ def score(embeddings_path: str | Path, manifest_paths: list[str | Path], setting
                               n_test=len(test_meta), train_scores=[float(s) for s in train_scores]))
     if plots_dir is not None:
         plot_roc(table, Path(plots_dir) / f"{machine}_roc.png", f"{machine}: ROC (k={settings.k})")
-        plot_histogram(table, train_scores, threshold, Path(plots_dir) / f"{machine}_scores.png", f"{machine}: anomaly scores")
+        plot_histogram(table, train_scores, bank_meta["domain"].to_numpy(), threshold, Path(plots_dir) / f"{machine}_scores.png",
+                       f"{machine}: anomaly scores")
     return table
 
 
@@ -169,28 +179,31 @@ def decision_table(scores: pd.DataFrame, score_paths: list[str | Path]) -> pd.Da
 
 
 def aggregate(score_paths: list[str | Path], tables_dir: str | Path) -> dict:
-    """AUROC and official DCASE tables over every machine type's scores."""
-    from .metrics import auroc_table, dcase_metrics
-    from .report import dcase_table_with_summary, write_table
+    """AUROC table, the official DCASE result table and its means, and the decisions table over every
+    machine type's scores."""
+    from .metrics import auroc_table, column_means, dcase_metrics
+    from .report import write_table
 
     scores = pd.concat([read_scores(p) for p in score_paths], ignore_index=True)
     tables_dir = Path(tables_dir)
-    if (scores["label"] == "unknown").all():
+    evaluation_only = bool((scores["label"] == "unknown").all())
+    if evaluation_only:
         log.info("evaluation mode: the test clips are unlabeled, so there are scores and decisions but no metrics")
         notes = ["evaluation mode: the test clips are unlabeled; scores, decisions and submission files only"]
-        auroc, _ = auroc_table(scores.iloc[:0])
-        dcase, summary, _ = dcase_metrics(scores.iloc[:0])
-        dnotes = []
+        scores_for_metrics = scores.iloc[:0]
     else:
-        auroc, notes = auroc_table(scores)
-        dcase, summary, dnotes = dcase_metrics(scores)
+        notes, scores_for_metrics = [], scores
+    auroc, auroc_notes = auroc_table(scores_for_metrics)
+    dcase, means, summary, dcase_notes = dcase_metrics(scores_for_metrics)
     write_table(auroc, tables_dir / "auroc.csv")
-    write_table(dcase_table_with_summary(dcase, summary), tables_dir / "dcase_metrics.csv")
+    write_table(pd.concat([dcase, column_means(dcase)], ignore_index=True)
+                .astype({"n_normal": "Int64", "n_anomaly": "Int64"}), tables_dir / "dcase_metrics.csv")
+    write_table(means, tables_dir / "dcase_summary.csv")
     write_table(decision_table(scores, score_paths), tables_dir / "decisions.csv")
-    result = dict(summary, overall_auroc=float(auroc.iloc[-1]["auroc"]), notes=notes + dnotes,
-                  evaluation_only=bool((scores["label"] == "unknown").all()))
+    result = dict(summary, overall_auroc=float(auroc.iloc[-1]["auroc"]), notes=notes + auroc_notes + dcase_notes,
+                  evaluation_only=evaluation_only)
     write_json(tables_dir / "summary.json", result)
-    log.info("overall AUROC %.4f, official DCASE score %.4f", result["overall_auroc"], result["official_score"])
+    log.info("official DCASE score %.4f, overall AUROC %.4f", result["official_score"], result["overall_auroc"])
     return result
 
 
@@ -201,18 +214,21 @@ def report(tables_dir: str | Path, plots_dir: str | Path, config: dict, out: str
     tables_dir, plots_dir, results_dir = Path(tables_dir), Path(plots_dir), Path(results_dir)
     auroc = pd.read_csv(tables_dir / "auroc.csv")
     dcase = pd.read_csv(tables_dir / "dcase_metrics.csv", dtype={"section": str, "n_normal": "Int64", "n_anomaly": "Int64"})
-    dcase = dcase[dcase["section"].notna()]  # per-section rows; the summary rows come from summary.json
+    dcase["section"] = dcase["section"].fillna("")  # the mean rows have no section
+    means = pd.read_csv(tables_dir / "dcase_summary.csv")
     summary = json.loads((tables_dir / "summary.json").read_text())
     decisions = pd.read_csv(tables_dir / "decisions.csv", dtype={"section": str})
     plots: dict[str, list[Path]] = {}
     for png in sorted(plots_dir.glob("*.png")):
         plots.setdefault(png.stem.rsplit("_", 1)[0], []).append(png)
     links = {name: str(results_dir / rel) for name, rel in [
+        ("Result table (CSV)", "tables/dcase_metrics.csv"), ("Result table (Markdown)", "tables/dcase_metrics.md"),
+        ("Means (CSV)", "tables/dcase_summary.csv"), ("Means (Markdown)", "tables/dcase_summary.md"),
+        ("Summary (JSON)", "tables/summary.json"),
         ("AUROC table (CSV)", "tables/auroc.csv"), ("AUROC table (Markdown)", "tables/auroc.md"),
-        ("DCASE metrics (CSV)", "tables/dcase_metrics.csv"), ("DCASE metrics (Markdown)", "tables/dcase_metrics.md"),
         ("Decisions (CSV)", "tables/decisions.csv"),
         ("Submission files", "submission"), ("Per-clip scores", "scores"), ("Encoder training log", "encoder/train_log.csv")]}
     training = json.loads(Path(training_summary).read_text()) if training_summary else None
     if training:
         training.pop("settings", None)
-    html_report(out, auroc, dcase, decisions, summary, summary.get("notes", []), plots, config, links, training)
+    html_report(out, auroc, dcase, means, decisions, summary, summary.get("notes", []), plots, config, links, training)
