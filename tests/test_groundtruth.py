@@ -86,3 +86,24 @@ def test_an_attributes_table_is_not_a_name_mapping(tmp_path, ground_truth_writer
     (tmp_path / "ground_truth_attributes" / "fan" / "attributes_00.csv").write_text("file_name,d1p,d1v\nsection_00_0001.wav,mdl,A\n")
     with pytest.raises(DataError, match="not a mapping of anonymised to original file names"):
         read_ground_truth(tmp_path, "fan")
+
+
+def test_the_workflow_checks_coverage_before_any_job(tmp_path, ground_truth_writer):
+    from eat_asd.groundtruth import check_covers
+
+    ground_truth_writer(labelled_scores(), tmp_path)
+    check_covers(tmp_path, {"fan": ["00", "01"]})
+    with pytest.raises(DataError, match=r"ground_truth: .* lacks 2 file\(s\): ground_truth_data/ground_truth_fan_section_02_test.csv"):
+        check_covers(tmp_path, {"fan": ["00", "02"]})
+    with pytest.raises(DataError, match="ground_truth: .* needs the folders"):
+        check_covers(tmp_path / "gt", {"fan": ["00"]})
+
+
+def test_results_code_does_not_load_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, eat_asd.groundtruth, eat_asd.metrics, eat_asd.report, eat_asd.stages; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -50,6 +50,19 @@ def ground_truth_files(root: str | Path, machine: str) -> list[Path]:
     return [f for f in files if f.is_file()]
 
 
+def check_covers(root: str | Path, test_sections: dict[str, list[str]]) -> None:
+    """Before any job runs: the folder must hold the labels and domains of every tested section of every
+    machine type ({machine: sections}); DataError names the setting and the missing files."""
+    root = Path(root)
+    if not (root / DATA_DIR).is_dir() or not (root / DOMAIN_DIR).is_dir():
+        raise DataError(f"ground_truth: {root} needs the folders {DATA_DIR}/ and {DOMAIN_DIR}/")
+    missing = [f"{d}/{_name(m, s)}" for m, wanted in test_sections.items() for s in wanted
+               for d in (DATA_DIR, DOMAIN_DIR) if not (root / d / _name(m, s)).is_file()]
+    if missing:
+        raise DataError(f"ground_truth: {root} lacks {len(missing)} file(s): {', '.join(missing[:4])}"
+                        + (" ..." if len(missing) > 4 else ""))
+
+
 def _rows(path: Path) -> list[list[str]]:
     try:
         with open(path, newline="") as f:

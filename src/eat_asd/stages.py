@@ -197,7 +197,7 @@ def aggregate(score_paths: list[str | Path], tables_dir: str | Path) -> dict:
     dcase, means, summary, dcase_notes = dcase_metrics(scores_for_metrics)
     write_table(auroc, tables_dir / "auroc.csv")
     write_table(pd.concat([dcase, column_means(dcase)], ignore_index=True)
-                .astype({"n_normal": "Int64", "n_anomaly": "Int64"}), tables_dir / "dcase_metrics.csv")
+                .astype({"n_normal": "Int64", "n_anomaly": "Int64"}).fillna({"section": ""}), tables_dir / "dcase_metrics.csv")
     write_table(means, tables_dir / "dcase_summary.csv")
     write_table(decision_table(scores, score_paths), tables_dir / "decisions.csv")
     result = dict(summary, overall_auroc=float(auroc.iloc[-1]["auroc"]), notes=notes + auroc_notes + dcase_notes,

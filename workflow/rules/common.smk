@@ -1,13 +1,17 @@
 # Shared helpers: the job plan, output paths and the per-machine settings passed as params.
 import os
+import shlex
 from pathlib import Path
 
 from eat_asd.config import as_json, feature_values, machine_section, train_values
 from eat_asd.data import DataError
+from eat_asd.groundtruth import check_covers, ground_truth_files
 from eat_asd.plan import plan_workflow
 
 try:
     PLAN = plan_workflow(config)
+    if config["ground_truth"]:
+        check_covers(config["ground_truth"], {m: p.test_sections for m, p in PLAN.items()})
 except (DataError, ValueError) as err:
     raise WorkflowError(str(err)) from None
 
@@ -45,6 +49,15 @@ def embedding_params(wildcards):
 
 def scoring_params(wildcards):
     return as_json(machine_section(config, wildcards.machine, "scoring"))
+
+
+# Labels of evaluation clips from the official ground truth: a machine's score job reads only its own files.
+def ground_truth_inputs(wildcards):
+    return ground_truth_files(config["ground_truth"], wildcards.machine) if config["ground_truth"] else []
+
+
+def ground_truth_option(wildcards):
+    return f"--ground-truth {shlex.quote(config['ground_truth'])}" if config["ground_truth"] else ""
 
 
 ALL_OUTPUTS = [f for m in MACHINES for f in submission_files(m)] + [

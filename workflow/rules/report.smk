@@ -1,4 +1,4 @@
-# Aggregation over machine types: AUROC and official DCASE tables, then the HTML report.
+# Aggregation over machine types: the official DCASE result table and its means, AUROC and decisions, then the HTML report.
 
 
 rule aggregate:
@@ -11,6 +11,8 @@ rule aggregate:
         auroc_md=f"{R}/tables/auroc.md",
         dcase=report(f"{R}/tables/dcase_metrics.csv", category="Tables"),
         dcase_md=f"{R}/tables/dcase_metrics.md",
+        means=report(f"{R}/tables/dcase_summary.csv", category="Tables"),
+        means_md=f"{R}/tables/dcase_summary.md",
         decisions=report(f"{R}/tables/decisions.csv", category="Tables"),
         decisions_md=f"{R}/tables/decisions.md",
         summary=f"{R}/tables/summary.json",
@@ -28,6 +30,7 @@ rule report:
     input:
         auroc=rules.aggregate.output.auroc,
         dcase=rules.aggregate.output.dcase,
+        means=rules.aggregate.output.means,
         summary=rules.aggregate.output.summary,
         decisions=rules.aggregate.output.decisions,
         plots=expand(f"{R}/plots/{{machine}}_{{kind}}.png", machine=MACHINES, kind=["roc", "scores"]),

@@ -34,6 +34,7 @@ rule score:
     input:
         embeddings=f"{R}/embeddings/{{machine}}.npz",
         manifests=expand(f"{R}/manifests/{{{{machine}}}}.{{part}}.csv", part=PARTS),
+        ground_truth=ground_truth_inputs,
     output:
         scores=f"{R}/scores/{{machine}}.csv",
         info=f"{R}/scores/{{machine}}.json",
@@ -42,6 +43,7 @@ rule score:
     params:
         stage=STAGE,
         settings=scoring_params,
+        ground_truth=ground_truth_option,
     threads: 1
     resources:
         mem_mb=2000,
@@ -51,7 +53,7 @@ rule score:
         "../../envs/torch.yaml"
     shell:
         "{params.stage} score --embeddings {input.embeddings} --manifests {input.manifests} --settings {params.settings:q}"
-        " --threads {threads} --out {output.scores} --info {output.info} --plots-dir $(dirname {output.roc}) > {log} 2>&1"
+        " --threads {threads} --out {output.scores} --info {output.info} --plots-dir $(dirname {output.roc}) {params.ground_truth} > {log} 2>&1"
 
 
 # DCASE submission files of one section, cut from the machine type's score table (tiny: run locally).
