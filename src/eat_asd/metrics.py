@@ -63,17 +63,19 @@ def auroc_table(scores: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return pd.DataFrame(rows), notes
 
 
+def _defined(values) -> np.ndarray:
+    return np.asarray([x for x in values if np.isfinite(x)], dtype=float)
+
+
 def hmean(values) -> float:
-    """Harmonic mean of the finite values, each floored at machine epsilon as the evaluator does
+    """Harmonic mean of the defined values, each floored at machine epsilon as the evaluator does
     (a zero would otherwise make the mean undefined)."""
-    v = np.asarray([x for x in values if np.isfinite(x)], dtype=float)
-    if len(v) == 0:
-        return float("nan")
-    return float(scipy.stats.hmean(np.maximum(v, EPS)))
+    v = _defined(values)
+    return float(scipy.stats.hmean(np.maximum(v, EPS))) if len(v) else float("nan")
 
 
 def amean(values) -> float:
-    v = np.asarray([x for x in values if np.isfinite(x)], dtype=float)
+    v = _defined(values)
     return float(v.mean()) if len(v) else float("nan")
 
 
