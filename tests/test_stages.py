@@ -71,14 +71,15 @@ def test_evaluation_mode_without_labels(cli_run, tmp_path):
     assert main(["submission", "--scores", str(tmp_path / "scores.csv"), "--section", "00",
                  "--out-scores", str(tmp_path / "sub" / "s.csv"), "--out-decisions", str(tmp_path / "sub" / "d.csv")]) == 0
     assert len(read_submission(tmp_path / "sub" / "d.csv")) == 16
-    assert main(["aggregate", "--scores", str(tmp_path / "scores.csv"), "--tables-dir", str(tmp_path / "tables")]) == 0
+    assert main(["aggregate", "--scores", str(tmp_path / "scores.csv"), "--infos", str(tmp_path / "scores.json"),
+                 "--tables-dir", str(tmp_path / "tables")]) == 0
     summary = json.loads((tmp_path / "tables" / "summary.json").read_text())
     assert summary["evaluation_only"] and "evaluation mode" in summary["notes"][0]
     assert summary["official_score"] is None  # strict JSON: no NaN
     decisions = pd.read_csv(tmp_path / "tables" / "decisions.csv")
     assert decisions[["n_test", "n_flagged"]].iloc[0].tolist() == [16, int(scores["decision"].sum())]
     assert decisions["threshold"].iloc[0] == pytest.approx(json.loads((tmp_path / "scores.json").read_text())["threshold"])
-    assert main(["report", "--tables-dir", str(tmp_path / "tables"), "--plots-dir", str(tmp_path / "plots"),
+    assert main(["report", "--tables-dir", str(tmp_path / "tables"), "--plots", str(tmp_path / "plots" / "fan_roc.png"),
                  "--results-dir", str(tmp_path), "--out", str(tmp_path / "report.html")]) == 0
     page = (tmp_path / "report.html").read_text()
     assert "Evaluation mode: 16 unlabeled test clips scored" in page and "Overall AUROC" not in page
@@ -99,3 +100,49 @@ def test_bad_inputs_give_a_clear_error_and_exit_code(tmp_path, caplog):
     assert main(["discover", str(tmp_path / "missing"), "--out", str(tmp_path / "m.csv")]) == 1
     assert "no such folder" in caplog.text and not (tmp_path / "m.csv").exists()
     assert main(["embed", "--encoder", str(tmp_path / "nope"), "--features", "x", "--manifests", "y", "--out", "z"]) == 1
+
+
+def anonymise(t, machine, names, out):
+    """The machine type's manifest and embeddings as an evaluation set ships: test clips renamed to
+    section_XX_NNNN.wav, no labels, no domains, no attributes."""
+    manifest = pd.read_csv(t / f"{machine}.csv", dtype=str, keep_default_na=False)
+    test = manifest["split"] == "test"
+    manifest.loc[test, "filename"] = manifest.loc[test, "filename"].map(names)
+    manifest.loc[test, "key"] = "test/" + manifest.loc[test, "filename"]
+    manifest.loc[test, ["label", "domain", "attribute_string"]] = ["unknown", "unknown", ""]
+    manifest.loc[test, "attributes"] = "{}"
+    manifest.to_csv(out / f"{machine}.csv", index=False)
+    old_keys = pd.read_csv(t / f"{machine}.csv", dtype=str, keep_default_na=False)["key"].tolist()
+    rename = dict(zip(old_keys, manifest["key"]))
+    with np.load(t / f"{machine}.npz") as z:
+        np.savez(out / f"{machine}.npz", embeddings=z["embeddings"], keys=np.array([rename[k] for k in z["keys"]]), roles=z["roles"])
+
+
+def test_ground_truth_mode_reproduces_the_labelled_run(cli_run, tmp_path, ground_truth_writer, caplog):
+    t, machines = cli_run
+    args = ["evaluate", "-k", "1", "--embeddings", *[str(t / f"{m}.npz") for m in machines],
+            "--manifests", *[str(t / f"{m}.csv") for m in machines], "--out", str(tmp_path / "labelled")]
+    assert main(args) == 0
+    test_clips = pd.concat([pd.read_csv(t / f"{m}.csv", dtype=str, keep_default_na=False) for m in machines])
+    names = ground_truth_writer(test_clips[test_clips["split"] == "test"], tmp_path / "gt")
+    for m in machines:
+        anonymise(t, m, names, tmp_path)
+    assert main(["evaluate", "-k", "1", "--embeddings", *[str(tmp_path / f"{m}.npz") for m in machines],
+                 "--manifests", *[str(tmp_path / f"{m}.csv") for m in machines], "--out", str(tmp_path / "eval"),
+                 "--ground-truth", str(tmp_path / "gt")]) == 0
+    for table in ("dcase_metrics.csv", "dcase_summary.csv", "auroc.csv"):
+        labelled = pd.read_csv(tmp_path / "labelled" / "tables" / table)
+        assert pd.read_csv(tmp_path / "eval" / "tables" / table).equals(labelled), table
+    a, b = (json.loads((tmp_path / run / "tables" / "summary.json").read_text()) for run in ("labelled", "eval"))
+    assert b["official_score"] == a["official_score"] and b["means"] == a["means"] and not b["evaluation_only"]
+    scores = pd.read_csv(tmp_path / "eval" / "scores" / "fan.csv", keep_default_na=False)
+    assert scores["filename"].str.fullmatch(r"section_00_\d{4}\.wav").all()  # scored under the anonymised names
+    assert set(scores["domain"]) == {"source", "target"} and set(scores["label"]) == {"normal", "anomaly"}
+    sub = read_submission(tmp_path / "eval" / "submission" / "anomaly_score_fan_section_00_test.csv")
+    assert set(sub["filename"]) == set(scores["filename"])
+    # a clip the ground truth does not list stops the run with its name
+    for folder in ("ground_truth_data", "ground_truth_domain"):
+        (tmp_path / "gt" / folder / "ground_truth_pump_section_00_test.csv").write_text("section_00_0001.wav,0\n")
+    assert main(["evaluate", "--embeddings", str(tmp_path / "pump.npz"), "--manifests", str(tmp_path / "pump.csv"),
+                 "--out", str(tmp_path / "bad"), "--ground-truth", str(tmp_path / "gt")]) == 1
+    assert "15 scored clip(s) of pump are not listed in ground_truth_data/" in caplog.text

@@ -4,12 +4,17 @@ from pathlib import Path
 
 from eat_asd.config import as_json, feature_values, machine_section, train_values
 from eat_asd.data import PARTS
+from eat_asd.groundtruth import check_covers, ground_truth_files
 from eat_asd.plan import plan_workflow
 
 R = config["results"]
 
 try:
     PLAN = plan_workflow(config, hash_cache=f"{R}/.clip-hashes.json")
+    if config["ground_truth"]:
+        check_covers(
+            config["ground_truth"], {m: p.test_sections for m, p in PLAN.items()}
+        )
 except EatAsdError as err:
     raise WorkflowError(str(err)) from None
 
@@ -53,6 +58,13 @@ def embedding_params(wildcards):
 
 def scoring_params(wildcards):
     return as_json(machine_section(config, wildcards.machine, "scoring"))
+
+
+# Labels of evaluation clips from the official ground truth: a machine's score job reads only its own files.
+def ground_truth_inputs(wildcards):
+    if not config["ground_truth"]:
+        return []
+    return ground_truth_files(config["ground_truth"], wildcards.machine)
 
 
 def results_lock(log):

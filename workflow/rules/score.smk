@@ -36,6 +36,7 @@ rule score:
     input:
         embeddings=f"{R}/embeddings/{{machine}}.npz",
         manifests=expand(f"{R}/manifests/{{{{machine}}}}.{{part}}.csv", part=PARTS),
+        ground_truth=ground_truth_inputs,
     output:
         scores=f"{R}/scores/{{machine}}.csv",
         info=f"{R}/scores/{{machine}}.json",
@@ -60,10 +61,13 @@ rule score:
         mem_mb=2000,
     params:
         settings=scoring_params,
+        # "" when the test clips carry their labels in their names
+        ground_truth=config["ground_truth"] or "",
     shell:
         "eat-asd score --embeddings {input.embeddings:q} --manifests {input.manifests:q}"
         " --settings {params.settings:q} --threads {threads} --out {output.scores:q}"
-        " --info {output.info:q} --roc {output.roc:q} --histogram {output.hist:q} > {log:q} 2>&1"
+        " --info {output.info:q} --roc {output.roc:q} --histogram {output.hist:q}"
+        " --ground-truth {params.ground_truth:q} > {log:q} 2>&1"
 
 
 # DCASE submission files of one section, cut from the machine type's score table (tiny: run locally).
