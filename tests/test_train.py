@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -179,3 +180,33 @@ def test_training_errors(demo, tmp_path):
         load_training_data(demo["paths"], test_only, FS, "auto")
     with pytest.raises(TrainingError, match="no_encoder_here"):
         train_encoder(tmp_path / "no_encoder_here", data_for(demo), TrainSettings(), tmp_path / "out", device="cpu")
+
+
+@pytest.mark.parametrize("umask", [0o002, 0o022])
+def test_every_output_gets_the_mode_the_umask_gives(demo, tmp_path, monkeypatch, umask):
+    """safetensors replaces its file itself, privately (0600): features, encoder, head and
+    adapter were unreadable for the group whatever the umask."""
+    real = train_mod._checkpoint
+    checkpoint_modes = []
+
+    def record(path, *args):
+        real(path, *args)
+        checkpoint_modes.append(oct(path.stat().st_mode & 0o777))
+
+    monkeypatch.setattr(train_mod, "_checkpoint", record)
+    clips = feature_clips(demo["manifests"][0])
+    old = os.umask(umask)
+    try:
+        build_feature_file(clips["path"].tolist()[:2], clips["key"].tolist()[:2], FS, tmp_path / "features.safetensors")
+        run(demo, tmp_path / "trained", epochs=1)
+    finally:
+        os.umask(old)
+    files = {p.relative_to(tmp_path).as_posix(): oct(p.stat().st_mode & 0o777) for p in tmp_path.rglob("*") if p.is_file()}
+    folders = {p.relative_to(tmp_path).as_posix(): oct(p.stat().st_mode & 0o777) for p in tmp_path.rglob("*") if p.is_dir()}
+    for name in ("features.safetensors", "trained/encoder/model.safetensors", "trained/encoder/config.json",
+                 "trained/head.safetensors", "trained/lora_adapter/adapter_model.safetensors",
+                 "trained/lora_adapter/adapter_config.json", "trained/train_log.csv", "trained/summary.json"):
+        assert name in files
+    assert set(files.values()) == {oct(0o666 & ~umask)}, files
+    assert set(folders.values()) == {oct(0o777 & ~umask)}, folders
+    assert checkpoint_modes == [oct(0o666 & ~umask)]

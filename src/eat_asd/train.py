@@ -26,7 +26,7 @@ from .data import aux_labels, resolve_granularity, train_val_split, training_cli
 from .eat import EAT, load_eat, save_eat
 from .embed import autocast, check_precision, default_device, to_device
 from .features import FeatureFile, FeatureSettings
-from .io import atomic_path, write_csv, write_json
+from .io import atomic_dir, atomic_path, write_csv, write_json
 from .errors import TrainingError
 
 log = logging.getLogger(__name__)
@@ -392,11 +392,8 @@ def _write_outputs(out_dir: Path, model: AuxClassifier, data: TrainingData, sett
         save_file({k: v.contiguous() for k, v in model.head.state_dict().items()}, str(tmp),
                   metadata={"classes": json.dumps(data.classes), "loss": settings.loss})
     if settings.mode == "lora":
-        tmp_dir = out_dir / ".lora_adapter.tmp"
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        model.encoder.save_pretrained(str(tmp_dir))
-        shutil.rmtree(out_dir / "lora_adapter", ignore_errors=True)
-        tmp_dir.rename(out_dir / "lora_adapter")
+        with atomic_dir(out_dir / "lora_adapter") as tmp_dir:
+            model.encoder.save_pretrained(str(tmp_dir))
 
 
 def _checkpoint(path: Path, settings, data, model, optimizer, scheduler, state) -> None:
