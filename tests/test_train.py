@@ -210,3 +210,30 @@ def test_every_output_gets_the_mode_the_umask_gives(demo, tmp_path, monkeypatch,
     assert set(files.values()) == {oct(0o666 & ~umask)}, files
     assert set(folders.values()) == {oct(0o777 & ~umask)}, folders
     assert checkpoint_modes == [oct(0o666 & ~umask)]
+
+
+def test_non_finite_loss_stops_training_naming_the_clips(demo, tmp_path, monkeypatch):
+    """Before, a NaN loss ran to the end and crashed with a TypeError (no best epoch was ever kept)."""
+    from safetensors.torch import save_file
+
+    from eat_asd.features import FeatureFile
+
+    paths = [tmp_path / p.name for p in demo["paths"]]
+    for src, dst in zip(demo["paths"], paths):
+        dst.write_bytes(src.read_bytes())
+    ff = FeatureFile(paths[0])
+    feats = ff.read(np.arange(len(ff)))
+    first = demo["manifests"][0].query("split == 'train' and label == 'normal'").iloc[0]
+    feats[ff.rows([first["key"]])[0], 3, 5] = float("nan")
+    save_file({"features": feats.contiguous()}, str(paths[0]), metadata=ff._file.metadata())
+    data = load_training_data(paths, demo["manifests"], FS, "auto")
+    settings = TrainSettings(epochs=2, batch_size=64, lr=3e-3, val_fraction=0.0)
+    with pytest.raises(TrainingError, match=r"epoch 1, batch 1: the training loss is nan; the features of 1 clip\(s\) "
+                                            r"are not finite, e.g. .*" + first["filename"]) as err:
+        train_encoder(demo["encoder"], data, settings, tmp_path / "out", device="cpu")
+    assert str(paths[0]) in str(err.value)
+
+    real = train_mod.F.cross_entropy
+    monkeypatch.setattr(train_mod.F, "cross_entropy", lambda *a, **k: real(*a, **k) * float("inf"))
+    with pytest.raises(TrainingError, match=r"the training loss is inf; training diverged: lower train.lr \(now 0.003\)"):
+        run(demo, tmp_path / "diverged")
