@@ -56,6 +56,16 @@ def test_same_config_same_scores(cli_run):
     assert (t / "a" / "fan.csv").read_bytes() == (t / "b" / "fan.csv").read_bytes()
 
 
+def test_scores_json_reports_the_k_actually_used(cli_run):
+    """Before, a k larger than the bank was clamped while the JSON reported the requested k."""
+    t, _ = cli_run
+    assert main(["score", "-k", "500", "--embeddings", str(t / "fan.npz"), "--manifests", str(t / "fan.csv"),
+                 "--out", str(t / "k" / "fan.csv"), "--info", str(t / "k" / "fan.json")]) == 0
+    info = json.loads((t / "k" / "fan.json").read_text())
+    assert info["settings"]["k"] == 500 and info["n_bank"] < 500
+    assert info["k_used"] == {"test": info["n_bank"], "threshold": info["n_bank"] - 1}
+
+
 def test_evaluation_mode_without_labels(cli_run, tmp_path):
     t, _ = cli_run
     manifest = pd.read_csv(t / "fan.csv", dtype=str, keep_default_na=False)
