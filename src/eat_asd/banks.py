@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Sequence
 
 DOMAINS = ("source", "target")
+MIN_THRESHOLD_CLIPS = 3  # finite training scores the gamma fit of the decision threshold needs
 
 
 def bank_group(section: str, bank_split: str) -> str:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .banks import bank_group, memory_banks, usable_k
+from .banks import MIN_THRESHOLD_CLIPS, bank_group, memory_banks, usable_k
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +141,8 @@ def gamma_threshold(train_scores: np.ndarray, quantile: float) -> float:
 
     s = np.asarray(train_scores, dtype=float)
     s = s[np.isfinite(s)]
-    if len(s) < 3:
-        raise ValueError(f"need at least 3 finite training scores to fit the threshold, got {len(s)}")
+    if len(s) < MIN_THRESHOLD_CLIPS:
+        raise ValueError(f"need at least {MIN_THRESHOLD_CLIPS} finite training scores to fit the threshold, got {len(s)}")
     if np.ptp(s) == 0:
         return float(s[0])
     try:
