@@ -109,3 +109,24 @@ def test_bad_inputs_give_a_clear_error_and_exit_code(tmp_path, caplog):
     assert main(["discover", str(tmp_path / "missing"), "--out", str(tmp_path / "m.csv")]) == 1
     assert "no such folder" in caplog.text and not (tmp_path / "m.csv").exists()
     assert main(["embed", "--encoder", str(tmp_path / "nope"), "--features", "x", "--manifests", "y", "--out", "z"]) == 1
+
+
+def test_features_job_stops_on_a_nan_test_clip_naming_it(cli_run, tmp_path, caplog):
+    """Before, NaN samples in a test clip passed features, training and embedding and failed only
+    in the score job with scikit-learn's 'Input contains NaN', naming no file."""
+    import shutil
+
+    import soundfile as sf
+
+    t, _ = cli_run
+    data = tmp_path / "data"
+    shutil.copytree(t / "demo" / "data" / "dev_data" / "raw" / "fan", data / "fan")
+    bad = sorted((data / "fan" / "test").glob("*.wav"))[0]
+    wav, rate = sf.read(bad, dtype="float32")
+    wav[100] = np.nan
+    sf.write(bad, wav, rate, subtype="FLOAT")
+    assert main(["discover", str(data), "--machine", "fan", "--part", "test", "--out", str(tmp_path / "fan.test.csv")]) == 0
+    out = tmp_path / "fan.test.safetensors"
+    assert main(["features", "--settings", '{"target_frames": 64}', "--manifest", str(tmp_path / "fan.test.csv"),
+                 "--out", str(out)]) == 1
+    assert f"{bad}: 1 of {len(wav)} samples are NaN or infinite" in caplog.text and not out.exists()
