@@ -150,3 +150,15 @@ def test_feature_file_stores_what_the_features_changed(tmp_path, caplog):
     line = [r for r in caplog.records if "f.safetensors" in r.getMessage()]
     assert len(line) == 1 and line[0].levelname == "WARNING"
     assert "2 resampled to 16 kHz (from 22050 Hz: 1, 44100 Hz: 1); 1 mixed down to mono; 1 zero-padded" in line[0].getMessage()
+
+
+def test_audio_notes_of_older_or_broken_feature_files(tmp_path):
+    from safetensors.torch import save_file
+
+    from eat_asd.audio_notes import read_audio_notes
+
+    save_file({"features": torch.zeros(1, 16, 128)}, str(tmp_path / "old.safetensors"), metadata={"keys": "[]"})
+    assert read_audio_notes(tmp_path / "old.safetensors") is None
+    (tmp_path / "broken.safetensors").write_bytes(b"\x05")
+    with pytest.raises(ValueError, match="broken.safetensors: not a readable feature file"):
+        read_audio_notes(tmp_path / "broken.safetensors")
