@@ -162,3 +162,17 @@ def test_audio_notes_of_older_or_broken_feature_files(tmp_path):
     (tmp_path / "broken.safetensors").write_bytes(b"\x05")
     with pytest.raises(ValueError, match="broken.safetensors: not a readable feature file"):
         read_audio_notes(tmp_path / "broken.safetensors")
+
+
+def test_manifest_names_every_truncated_clip_at_once(tmp_path):
+    """Before, truncated clips passed the manifest job silently (read as shorter clips)."""
+    from eat_asd.data import discover
+
+    folder = tmp_path / "data" / "fan" / "train"
+    folder.mkdir(parents=True)
+    full = write_tone(tmp_path / "full.wav").read_bytes()
+    for i in range(3):
+        (folder / f"section_00_source_train_normal_{i:04d}.wav").write_bytes(full if i == 1 else full[:30000])
+    with pytest.raises(AudioError, match="2 of 3 clip") as err:
+        discover(tmp_path / "data")
+    assert "normal_0000.wav: truncated" in str(err.value) and "normal_0002.wav: truncated" in str(err.value)

@@ -98,6 +98,12 @@ def audio_info(path: str | Path) -> tuple[int, int, float]:
     return int(info.samplerate), int(info.channels), float(info.frames) / info.samplerate
 
 
+def clips_error(problems: list[str], total: int, shown: int = 10) -> AudioError:
+    """One error naming every clip at fault (the first `shown` of them, and how many more)."""
+    more = f"\n  (and {len(problems) - shown} more)" if len(problems) > shown else ""
+    return AudioError(f"{len(problems)} of {total} clip(s) cannot be used:\n  " + "\n  ".join(problems[:shown]) + more)
+
+
 def fbank_frames(n_samples: int, sample_rate: int) -> int:
     """Frames the fbank of a clip has before padding or cropping."""
     n = math.ceil(n_samples * SAMPLE_RATE / sample_rate)  # the resampled length

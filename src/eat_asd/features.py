@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .audio import check_length, eat_fbank_batch, fbank_frames, read_clip
+from .audio import check_length, clips_error, eat_fbank_batch, fbank_frames, read_clip
 from .audio_notes import METADATA_KEY, AudioNotes
 from .errors import AudioError, StaleFeaturesError
 from .io import atomic_path, content_hash
@@ -67,8 +67,7 @@ def compute_features(paths: list[str], settings: FeatureSettings, batch_size: in
         for sr, idx in by_rate.items():
             out[[start + i for i in idx]] = eat_fbank_batch([chunk[i].waveform for i in idx], sr, settings.target_frames, device)
     if problems:
-        more = f"\n  (and {len(problems) - 10} more)" if len(problems) > 10 else ""
-        raise AudioError(f"{len(problems)} of {len(paths)} clip(s) cannot be used:\n  " + "\n  ".join(problems[:10]) + more)
+        raise clips_error(problems, len(paths))
     return out
 
 
