@@ -58,7 +58,12 @@ def atomic_dir(path: str | os.PathLike):
             os.chmod(folder, DIR_MODE & ~mask)
         if path.exists():
             path.rename(old)
-        tmp.rename(path)
+        try:
+            tmp.rename(path)
+        except BaseException:
+            if old.exists():  # put the previous folder back rather than lose it
+                old.rename(path)
+            raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
