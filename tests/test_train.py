@@ -212,26 +212,41 @@ def test_every_output_gets_the_mode_the_umask_gives(demo, tmp_path, monkeypatch,
     assert checkpoint_modes == [oct(0o666 & ~umask)]
 
 
-def test_non_finite_loss_stops_training_naming_the_clips(demo, tmp_path, monkeypatch):
-    """Before, a NaN loss ran to the end and crashed with a TypeError (no best epoch was ever kept)."""
+def with_nan_features(demo, folder, key):
+    """Copies of the demo's feature files with one value of clip `key` set to NaN."""
     from safetensors.torch import save_file
 
-    from eat_asd.features import FeatureFile
-
-    paths = [tmp_path / p.name for p in demo["paths"]]
+    folder.mkdir()
+    paths = [folder / p.name for p in demo["paths"]]
     for src, dst in zip(demo["paths"], paths):
-        dst.write_bytes(src.read_bytes())
-    ff = FeatureFile(paths[0])
-    feats = ff.read(np.arange(len(ff)))
+        ff = FeatureFile(src)
+        feats = ff.read(np.arange(len(ff)))
+        if key in ff.keys:
+            feats[ff.rows([key])[0], 3, 5] = float("nan")
+        save_file({"features": feats.contiguous()}, str(dst), metadata=ff._file.metadata())
+    return paths
+
+
+def test_non_finite_loss_stops_training_naming_the_clips(demo, tmp_path, monkeypatch):
+    """Before, a NaN loss ran to the end and crashed with a TypeError (no best epoch was ever kept),
+    or, without validation clips, wrote an encoder of NaN weights."""
     first = demo["manifests"][0].query("split == 'train' and label == 'normal'").iloc[0]
-    feats[ff.rows([first["key"]])[0], 3, 5] = float("nan")
-    save_file({"features": feats.contiguous()}, str(paths[0]), metadata=ff._file.metadata())
+    paths = with_nan_features(demo, tmp_path / "train_nan", first["key"])
     data = load_training_data(paths, demo["manifests"], FS, "auto")
     settings = TrainSettings(epochs=2, batch_size=64, lr=3e-3, val_fraction=0.0)
     with pytest.raises(TrainingError, match=r"epoch 1, batch 1: the training loss is nan; the features of 1 clip\(s\) "
                                             r"are not finite, e.g. .*" + first["filename"]) as err:
         train_encoder(demo["encoder"], data, settings, tmp_path / "out", device="cpu")
     assert str(paths[0]) in str(err.value)
+
+    data = data_for(demo)
+    _, va_idx = train_mod.train_val_split(data.clips["aux_label"], 0.1, 0)
+    held_out = data.clips.iloc[va_idx[0]]
+    paths = with_nan_features(demo, tmp_path / "val_nan", held_out["key"])
+    data = load_training_data(paths, demo["manifests"], FS, "auto")
+    with pytest.raises(TrainingError, match=r"epoch 1: the validation loss is nan; the features of 1 clip\(s\) "
+                                            r"are not finite, e.g. .*" + held_out["filename"]):
+        train_encoder(demo["encoder"], data, TrainSettings(epochs=2, batch_size=8, lr=3e-3), tmp_path / "out2", device="cpu")
 
     real = train_mod.F.cross_entropy
     monkeypatch.setattr(train_mod.F, "cross_entropy", lambda *a, **k: real(*a, **k) * float("inf"))

@@ -120,14 +120,13 @@ def _loo_scores(emb: np.ndarray, bank_idx: np.ndarray, query_idx: np.ndarray, k:
         # queries inside the bank: order the bank so those come first and exclude the diagonal
         rest = bank_idx[~np.isin(bank_idx, sub)]
         order = np.concatenate([sub, rest])
-        kk = usable_k(k, len(order), leave_one_out=True)
+        kk = k_used = usable_k(k, len(order), leave_one_out=True)
         if kk < 1:
             out[inside] = np.inf  # a bank of one clip cannot score itself
         else:
             d = knn_distance(emb[sub], emb[order], kk, exclude_self=True)
             pos = {c: i for i, c in enumerate(sub)}
             out[inside] = d[[pos[c] for c in query_idx[inside]]]
-            k_used = kk
     if (~inside).any():
         kk = usable_k(k, len(bank_idx))
         out[~inside] = knn_distance(emb[query_idx[~inside]], emb[bank_idx], kk)
