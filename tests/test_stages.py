@@ -56,6 +56,16 @@ def test_same_config_same_scores(cli_run):
     assert (t / "a" / "fan.csv").read_bytes() == (t / "b" / "fan.csv").read_bytes()
 
 
+def test_scores_json_reports_the_k_actually_used(cli_run):
+    """Before, a k larger than the bank was clamped while the JSON reported the requested k."""
+    t, _ = cli_run
+    assert main(["score", "-k", "500", "--embeddings", str(t / "fan.npz"), "--manifests", str(t / "fan.csv"),
+                 "--out", str(t / "k" / "fan.csv"), "--info", str(t / "k" / "fan.json")]) == 0
+    info = json.loads((t / "k" / "fan.json").read_text())
+    assert info["settings"]["k"] == 500 and info["n_bank"] < 500
+    assert info["k_used"] == {"test": info["n_bank"], "threshold": info["n_bank"] - 1}
+
+
 def test_evaluation_mode_without_labels(cli_run, tmp_path):
     t, _ = cli_run
     manifest = pd.read_csv(t / "fan.csv", dtype=str, keep_default_na=False)
@@ -146,3 +156,24 @@ def test_ground_truth_mode_reproduces_the_labelled_run(cli_run, tmp_path, ground
     assert main(["evaluate", "--embeddings", str(tmp_path / "pump.npz"), "--manifests", str(tmp_path / "pump.csv"),
                  "--out", str(tmp_path / "bad"), "--ground-truth", str(tmp_path / "gt")]) == 1
     assert "15 scored clip(s) of pump are not listed in ground_truth_data/" in caplog.text
+
+
+def test_features_job_stops_on_a_nan_test_clip_naming_it(cli_run, tmp_path, caplog):
+    """Before, NaN samples in a test clip passed features, training and embedding and failed only
+    in the score job with scikit-learn's 'Input contains NaN', naming no file."""
+    import shutil
+
+    import soundfile as sf
+
+    t, _ = cli_run
+    data = tmp_path / "data"
+    shutil.copytree(t / "demo" / "data" / "dev_data" / "raw" / "fan", data / "fan")
+    bad = sorted((data / "fan" / "test").glob("*.wav"))[0]
+    wav, rate = sf.read(bad, dtype="float32")
+    wav[100] = np.nan
+    sf.write(bad, wav, rate, subtype="FLOAT")
+    assert main(["discover", str(data), "--machine", "fan", "--part", "test", "--out", str(tmp_path / "fan.test.csv")]) == 0
+    out = tmp_path / "fan.test.safetensors"
+    assert main(["features", "--settings", '{"target_frames": 64}', "--manifest", str(tmp_path / "fan.test.csv"),
+                 "--out", str(out)]) == 1
+    assert f"{bad}: 1 of {len(wav)} samples are NaN or infinite" in caplog.text and not out.exists()

@@ -125,6 +125,9 @@ def test_ground_truth_key_labels_the_test_clips(demo_run, tmp_path, ground_truth
     (["finetune={mode: qlora}"], "finetune.mode"),
     (["demo=false", "data_root=/no/such/folder"], "/no/such/folder"),
     (["machine_types=[fan, drill]"], "drill"),
+    (["overrides={fann: {scoring: {k: 2}}}"], "overrides.fann: no such machine type"),
+    (["scoring={k: 500}"], "scoring.k = 500: the smallest memory bank of fan"),
+    (["demo=false", "data_root=results", "encoder=no_such_encoder"], "encoder = no_such_encoder: no such folder"),
 ])
 def test_bad_config_stops_before_any_job(tmp_path, override, key):
     write_config(tmp_path)

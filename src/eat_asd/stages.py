@@ -127,16 +127,16 @@ def score(embeddings_path: str | Path, manifest_paths: list[str | Path], setting
     manifest = read_manifests(manifest_paths)
     bank_emb, bank_meta, test_emb, test_meta = read_embeddings(embeddings_path, manifest)
     machine = str(manifest["machine"].iloc[0])
-    table, threshold, train_scores = score_machine(bank_emb, bank_meta, test_emb, test_meta, settings)
+    table, threshold, train_scores, k_used = score_machine(bank_emb, bank_meta, test_emb, test_meta, settings)
     if ground_truth is not None:
         from .groundtruth import apply_ground_truth
 
         table = apply_ground_truth(table, ground_truth, machine)
     write_csv(scores_out, table, float_format="%.8f")
-    write_json(info_out, dict(machine=machine, threshold=threshold, settings=asdict(settings), n_bank=len(bank_meta),
-                              n_test=len(test_meta), train_scores=[float(s) for s in train_scores]))
+    write_json(info_out, dict(machine=machine, threshold=threshold, settings=asdict(settings), k_used=k_used,
+                              n_bank=len(bank_meta), n_test=len(test_meta), train_scores=[float(s) for s in train_scores]))
     if roc_out is not None:
-        plot_roc(table, roc_out, f"{machine}: ROC (k={settings.k})")
+        plot_roc(table, roc_out, f"{machine}: ROC (k={k_used['test']})")
     if histogram_out is not None:
         plot_histogram(table, train_scores, bank_meta["domain"].to_numpy(), threshold, histogram_out,
                        f"{machine}: anomaly scores")

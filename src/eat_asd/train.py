@@ -26,7 +26,7 @@ from .data import aux_labels, resolve_granularity, train_val_split, training_cli
 from .eat import EAT, load_eat, save_eat
 from .embed import autocast, check_precision, default_device, to_device
 from .features import FeatureFile, FeatureSettings
-from .io import atomic_path, write_csv, write_json
+from .io import atomic_dir, atomic_path, write_csv, write_json
 from .errors import TrainingError
 
 log = logging.getLogger(__name__)
@@ -338,6 +338,9 @@ def train_encoder(encoder_source: str | Path, data: TrainingData, settings: Trai
             with autocast(device, settings.precision):
                 logits = model(x, y)
             loss = F.cross_entropy(logits.float(), y)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"epoch {epoch + 1}, batch {bi + 1}: the training loss is {loss.item()}; "
+                                    + _non_finite_cause(data, b, x, settings))
             (loss * len(b) / (settings.batch_size * settings.grad_accum)).backward()
             run_loss += loss.item() * len(b)
             run_correct += int((logits.argmax(1) == y).sum())
@@ -353,6 +356,9 @@ def train_encoder(encoder_source: str | Path, data: TrainingData, settings: Trai
         val_loss, val_acc = evaluate(model, data, va_idx, settings.batch_size, device, settings.precision) if len(va_idx) else (float("nan"), float("nan"))
         row = dict(epoch=epoch + 1, step=state["step"], train_loss=run_loss / seen, train_acc=run_correct / seen,
                    val_loss=val_loss, val_acc=val_acc, lr=scheduler.get_last_lr()[0], seconds=time.time() - t0)
+        if len(va_idx) and not math.isfinite(val_loss):
+            raise TrainingError(f"epoch {epoch + 1}: the validation loss is {val_loss}; "
+                                + _non_finite_cause(data, va_idx, None, settings))
         state["log"].append(row)
         log.info("epoch %d: train loss %.4f acc %.3f | val loss %.4f acc %.3f | %.1f s", row["epoch"], row["train_loss"],
                  row["train_acc"], val_loss, val_acc, row["seconds"])
@@ -380,6 +386,19 @@ def train_encoder(encoder_source: str | Path, data: TrainingData, settings: Trai
 LOG_COLUMNS = ["epoch", "step", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
 
 
+def _non_finite_cause(data: TrainingData, idx: np.ndarray, x: torch.Tensor | None, settings: TrainSettings) -> str:
+    """Why a loss is not finite: features holding NaN/inf (named), or training that diverged."""
+    if x is None:
+        x = data.read(idx)
+    bad = ~torch.isfinite(x.reshape(len(idx), -1)).all(dim=1).cpu().numpy()
+    if bad.any():
+        clips = data.clips.iloc[idx[bad]]
+        files = sorted({str(data.files[f].path) for f in clips["file"]})
+        return (f"the features of {int(bad.sum())} clip(s) are not finite, e.g. {', '.join(clips['path'].head(3))} "
+                f"(in {', '.join(files)}): rebuild the feature file")
+    return f"training diverged: lower train.lr (now {settings.lr})"
+
+
 def _count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -392,11 +411,8 @@ def _write_outputs(out_dir: Path, model: AuxClassifier, data: TrainingData, sett
         save_file({k: v.contiguous() for k, v in model.head.state_dict().items()}, str(tmp),
                   metadata={"classes": json.dumps(data.classes), "loss": settings.loss})
     if settings.mode == "lora":
-        tmp_dir = out_dir / ".lora_adapter.tmp"
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        model.encoder.save_pretrained(str(tmp_dir))
-        shutil.rmtree(out_dir / "lora_adapter", ignore_errors=True)
-        tmp_dir.rename(out_dir / "lora_adapter")
+        with atomic_dir(out_dir / "lora_adapter") as tmp_dir:
+            model.encoder.save_pretrained(str(tmp_dir))
 
 
 def _checkpoint(path: Path, settings, data, model, optimizer, scheduler, state) -> None:
