@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .banks import MIN_THRESHOLD_CLIPS, memory_banks, usable_k
-from .config import machine_section
+from .config import machine_settings
 from .data import PARTS, scan_clips
 from .encoder_source import check_encoder_source
 from .errors import ConfigError, DataError
@@ -112,7 +112,7 @@ def plan_workflow(config: dict, hash_cache: str | Path | None = None) -> dict[st
 def check_banks(plan: MachinePlan, config: dict) -> None:
     """Enough normal training clips for the decision threshold, a bank for every test section, and a
     scoring.k every bank can give, also to each of its own clips scored against the rest of it."""
-    scoring = machine_section(config, plan.name, "scoring")
+    scoring = machine_settings(config, plan.name, "scoring")
     if len(plan.bank) < MIN_THRESHOLD_CLIPS:
         raise DataError(f"machine type {plan.name}: {len(plan.bank)} normal training clip(s); the decision threshold "
                         f"is fitted to their scores and needs at least {MIN_THRESHOLD_CLIPS}")

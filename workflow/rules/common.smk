@@ -2,7 +2,7 @@
 import os
 from pathlib import Path
 
-from eat_asd.config import as_json, feature_values, machine_section, train_values
+from eat_asd.config import as_json, feature_values, machine_settings, train_values
 from eat_asd.data import PARTS
 from eat_asd.groundtruth import check_covers, ground_truth_files
 from eat_asd.plan import plan_workflow
@@ -53,11 +53,11 @@ def clip_contents(wildcards):
 
 
 def embedding_params(wildcards):
-    return as_json(machine_section(config, wildcards.machine, "embedding"))
+    return as_json(machine_settings(config, wildcards.machine, "embedding"))
 
 
 def scoring_params(wildcards):
-    return as_json(machine_section(config, wildcards.machine, "scoring"))
+    return as_json(machine_settings(config, wildcards.machine, "scoring"))
 
 
 # Labels of evaluation clips from the official ground truth: a machine's score job reads only its own files.
