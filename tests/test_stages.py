@@ -89,7 +89,10 @@ def test_evaluation_mode_without_labels(cli_run, tmp_path):
     decisions = pd.read_csv(tmp_path / "tables" / "decisions.csv")
     assert decisions[["n_test", "n_flagged"]].iloc[0].tolist() == [16, int(scores["decision"].sum())]
     assert decisions["threshold"].iloc[0] == pytest.approx(json.loads((tmp_path / "scores.json").read_text())["threshold"])
-    assert main(["report", "--tables-dir", str(tmp_path / "tables"), "--plots", str(tmp_path / "plots" / "fan_roc.png"),
+    tables = tmp_path / "tables"
+    assert main(["report", "--auroc", str(tables / "auroc.csv"), "--dcase", str(tables / "dcase_metrics.csv"),
+                 "--means", str(tables / "dcase_summary.csv"), "--decisions", str(tables / "decisions.csv"),
+                 "--summary", str(tables / "summary.json"), "--plots", str(tmp_path / "plots" / "fan_roc.png"),
                  "--results-dir", str(tmp_path), "--out", str(tmp_path / "report.html")]) == 0
     page = (tmp_path / "report.html").read_text()
     assert "Evaluation mode: 16 unlabeled test clips scored" in page and "Overall AUROC" not in page

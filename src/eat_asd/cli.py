@@ -172,8 +172,15 @@ def _tables(args):
     if args.tables_dir is None and not all(getattr(args, f.name) for f in fields(Tables)):
         raise SystemExit(f"{args.command}: give --tables-dir, or every one of --auroc --dcase --means --decisions --summary")
     tables = Tables.in_folder(args.tables_dir or ".")
-    given = {f.name: getattr(args, f.name) for f in fields(Tables) if getattr(args, f.name)}
-    given = {k: tuple(map(Path, v)) if isinstance(v, list) else Path(v) for k, v in given.items()}
+    given = {}
+    for name, value in ((f.name, getattr(args, f.name)) for f in fields(Tables)):
+        default = getattr(tables, name)
+        if isinstance(value, list):  # CSV and Markdown
+            given[name] = tuple(map(Path, value))
+        elif value and isinstance(default, tuple):  # the CSV alone (what the report reads)
+            given[name] = (Path(value), default[1])
+        elif value:
+            given[name] = Path(value)
     return replace(tables, **given)
 
 
