@@ -19,7 +19,7 @@ except ImportError as err:
     ) from None
 
 # The conda envs install the package from this checkout (pip expands ${EAT_ASD_SOURCE} in envs/*.yaml).
-os.environ["EAT_ASD_SOURCE"] = workflow.basedir
+os.environ.update(EAT_ASD_SOURCE=workflow.basedir)
 
 
 configfile: "config/config.yaml"

@@ -16,7 +16,8 @@ if config["demo"]:
             "../../envs/torch.yaml"
         params:
             d=config["demo"],
-            data_root=config["data_root"],
+            # the clips are <data_root>/dev_data/raw/<machine>/<part>/<name>.wav
+            data_root=lambda wc, output: str(Path(output[0]).parents[4]),
             encoder=lambda wc, output: os.path.dirname(output.encoder_config),
         shell:
             "eat-asd demo --data-root {params.data_root:q} --encoder {params.encoder:q}"

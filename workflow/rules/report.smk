@@ -64,7 +64,7 @@ rule report:
         "../../envs/data.yaml"
     params:
         config=as_json(config),
-        results=R,
+        results=lambda wc, output: os.path.dirname(output[0]),
     shell:
         "eat-asd report --auroc {input.auroc:q} --dcase {input.dcase:q} --means {input.means:q}"
         " --decisions {input.decisions:q} --summary {input.summary:q} --plots {input.plots:q}"
