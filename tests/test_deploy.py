@@ -224,5 +224,5 @@ def test_slurm_profile_groups_the_small_jobs(demo_run):
     text = out.stdout + out.stderr
     jobs = planned_jobs(text)
     assert jobs["manifest"] == jobs["features"] == 2 * len(MACHINES)
-    groups = {line.split("group job")[1].split()[0] for line in text.splitlines() if "group job" in line}
+    groups = {line.split("Group job")[1].split()[0] for line in text.splitlines() if "Group job" in line}
     assert groups == {f"prep_{m}" for m in MACHINES} | {f"score_{m}" for m in MACHINES} | {"summary"}, groups
