@@ -48,3 +48,13 @@ def test_strings_from_the_command_line_are_coerced():
     assert cfg["overrides"]["fan"]["scoring"]["k"] == 5 and cfg["lora"]["blocks"] == [10, 11]
     with pytest.raises(ConfigError, match="scoring.k"):
         validate_config({"data_root": "x", "scoring": {"k": "abc"}})
+
+
+def test_classifier_pooling_schedule_and_revision_from_config():
+    cfg = validate_config({"data_root": "x", "embedding": {"pooling": "mean"}, "train": {"lr_schedule": "constant"},
+                           "encoder_revision": "v1.0"})
+    t = train_settings(cfg)
+    assert t.pooling == "mean" and t.lr_schedule == "constant" and cfg["encoder_revision"] == "v1.0"
+    assert validate_config({"data_root": "x"})["encoder_revision"] is None
+    with pytest.raises(ConfigError, match=r"train\.lr_schedule"):
+        validate_config({"data_root": "x", "train": {"lr_schedule": "linear"}})

@@ -98,7 +98,7 @@ def cmd_train(args):
     if args.mode:
         settings = replace(settings, mode=args.mode)
     fs = FeatureSettings(**json.loads(args.feature_settings)) if args.feature_settings else feature_settings(_config(args, True))
-    summary = train(args.encoder, args.features, args.manifests, fs, settings, args.out, args.device)
+    summary = train(args.encoder, args.features, args.manifests, fs, settings, args.out, args.device, args.encoder_revision)
     print(json.dumps({k: v for k, v in summary.items() if k != "settings"}, indent=2, default=str))
 
 
@@ -213,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = add("train", cmd_train, "fine-tune the shared encoder on the training normals of all given machine types")
     common(s, device=True)
     s.add_argument("--encoder", required=True, help="Hub id or local folder of the pre-trained EAT")
+    s.add_argument("--encoder-revision", help="Hub branch, tag or commit of --encoder (default: main)")
     s.add_argument("--features", nargs="+", required=True)
     s.add_argument("--manifests", nargs="+", required=True)
     s.add_argument("--feature-settings", help="JSON of the feature settings the files were made with")

@@ -58,12 +58,12 @@ def make_features(manifest_path: str | Path, settings, out: str | Path, batch_si
 
 
 def train(encoder: str, feature_paths: list[str], manifest_paths: list[str], feature_settings, settings, out_dir,
-          device: str = "auto") -> dict:
+          device: str = "auto", revision: str | None = None) -> dict:
     from .train import load_training_data, train_encoder
 
     manifests = [read_manifest(p) for p in manifest_paths]
     data = load_training_data(feature_paths, manifests, feature_settings, settings.granularity)
-    return train_encoder(encoder, data, settings, out_dir, device=resolve_device(device))
+    return train_encoder(encoder, data, settings, out_dir, device=resolve_device(device), revision=revision)
 
 
 def read_manifests(paths: list[str | Path]) -> pd.DataFrame:

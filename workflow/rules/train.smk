@@ -1,6 +1,6 @@
 # ONE shared encoder, fine-tuned on the training normals of every training machine type.
 # It reruns when its training data (train-part features and manifests of TRAIN_MACHINES) or its
-# settings (encoder, features, finetune, lora, train) change. Test clips, score-only machine
+# settings (encoder, encoder_revision, features, finetune, lora, train, embedding.pooling) change. Test clips, score-only machine
 # types and embedding/scoring settings never retrain it.
 
 
@@ -18,6 +18,7 @@ rule train_encoder:
         stage=STAGE,
         # a local pre-trained encoder is an input (its changes retrain); a Hub id is passed as is
         encoder=lambda wc, input: os.path.dirname(input.pretrained[0]) if input.pretrained else config["encoder"],
+        revision=f"--encoder-revision {config['encoder_revision']}" if config["encoder_revision"] else "",
         settings=as_json(train_values(config)),
         features=as_json(feature_values(config)),
         device=config["device"],
@@ -32,6 +33,6 @@ rule train_encoder:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "{params.stage} train --encoder {params.encoder:q} --features {input.features} --manifests {input.manifests}"
+        "{params.stage} train --encoder {params.encoder:q} {params.revision} --features {input.features} --manifests {input.manifests}"
         " --settings {params.settings:q} --feature-settings {params.features:q}"
         " --device {params.device} --threads {threads} --out {params.out} > {log} 2>&1"
