@@ -197,3 +197,20 @@ def test_snakemake_report_includes_tables_and_plots(demo_run, tmp_path):
     snakemake(workdir, "--report", str(tmp_path / "report.html"))
     text = (tmp_path / "report.html").read_text(errors="replace")
     assert "auroc.csv" in text and "fan_roc.png" in text and "dcase_metrics.csv" in text
+
+
+def test_global_bank_score_jobs_read_every_machines_embeddings(tmp_path):
+    """scoring.bank_split = all keeps one score job per machine type; each reads all embeddings.
+    A per-machine override keeps that machine type on its own bank."""
+    write_config(tmp_path, scoring={"bank_split": "all"}, overrides={"pump": {"scoring": {"bank_split": "machine"}}})
+    out = snakemake(tmp_path, "-n")
+    text = out.stdout + out.stderr
+    assert planned_jobs(text)["score"] == len(MACHINES)
+    inputs = {}
+    for block in text.split("rule score:")[1:]:
+        machine = re.search(r"wildcards: machine=(\w+)", block)[1]
+        inputs[machine] = set(re.search(r"input: (.*)", block)[1].split(", "))
+    for machine in ("fan", "gearbox"):
+        assert {f"results/embeddings/{m}.npz" for m in MACHINES} <= inputs[machine]
+        assert {f"results/manifests/{m}.train.csv" for m in MACHINES} <= inputs[machine]
+    assert [p for p in inputs["pump"] if p.startswith("results/embeddings/")] == ["results/embeddings/pump.npz"]

@@ -127,7 +127,7 @@ def cmd_score(args):
 
     _threads(args)
     score(args.embeddings, args.manifests, _score_settings(args, args.machine or ""), args.out, args.info,
-          args.submission_dir, args.plots_dir)
+          args.submission_dir, args.plots_dir, args.bank_embeddings, args.bank_manifests)
 
 
 def cmd_evaluate(args):
@@ -140,11 +140,12 @@ def cmd_evaluate(args):
     from .data import read_manifest
 
     paths = []
-    for emb, manifest in zip(args.embeddings, args.manifests):
+    for i, (emb, manifest) in enumerate(zip(args.embeddings, args.manifests)):
         machine = str(read_manifest(manifest)["machine"].iloc[0])
         paths.append(out / "scores" / f"{machine}.csv")
+        others = [j for j in range(len(args.embeddings)) if j != i]  # the bank of bank_split = all
         score(emb, [manifest], _score_settings(args, machine), paths[-1], out / "scores" / f"{machine}.json",
-              out / "submission", out / "plots")
+              out / "submission", out / "plots", [args.embeddings[j] for j in others], [args.manifests[j] for j in others])
     aggregate(paths, out / "tables")
     print((out / "tables" / "auroc.md").read_text())
 
@@ -238,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--info", required=True)
     s.add_argument("--submission-dir", help="also write the DCASE submission files here")
     s.add_argument("--plots-dir")
+    s.add_argument("--bank-embeddings", nargs="*", default=[], help="other machine types' embeddings (bank_split = all)")
+    s.add_argument("--bank-manifests", nargs="*", default=[], help="their training manifests")
 
     s = add("submission", cmd_submission, "the DCASE submission files of one section from a score table")
     s.add_argument("--scores", required=True)

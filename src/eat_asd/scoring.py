@@ -11,14 +11,14 @@ import torch
 
 log = logging.getLogger(__name__)
 
-BANK_SPLITS = ("machine", "section")
+BANK_SPLITS = ("machine", "section", "all")
 DOMAIN_STRATEGIES = ("pooled", "min")
 
 
 @dataclass(frozen=True)
 class ScoreSettings:
     k: int = 1
-    bank_split: str = "machine"  # one bank per machine type, or one per section
+    bank_split: str = "machine"  # one bank per machine type, one per section, or one of every machine type
     domain_strategy: str = "pooled"  # one bank for both domains, or min over source and target banks
     threshold_quantile: float = 0.9  # of the gamma fitted to the training clips' leave-one-out scores
 
@@ -73,6 +73,7 @@ def knn_distance(queries, bank, k: int = 1, exclude_self: bool = False, query_ch
 
 
 def _groups(meta: pd.DataFrame, settings: ScoreSettings) -> pd.Series:
+    # "machine" and "all" differ only in the bank passed in: this machine type's clips, or every one's
     return meta["section"].astype(str) if settings.bank_split == "section" else pd.Series("all", index=meta.index)
 
 
@@ -80,8 +81,8 @@ def score_against_banks(bank_emb: np.ndarray, bank_meta: pd.DataFrame, query_emb
                         settings: ScoreSettings, leave_one_out: bool = False) -> np.ndarray:
     """Anomaly score per query (higher = more anomalous) against the bank(s) its settings select.
 
-    With leave_one_out, the queries are the bank clips themselves (same order) and none is
-    compared with itself: that gives the training scores the decision threshold is fitted on.
+    With leave_one_out, the queries are the first len(query_meta) bank clips (same order) and none
+    is compared with itself: that gives the training scores the decision threshold is fitted on.
     """
     bank_meta, query_meta = bank_meta.reset_index(drop=True), query_meta.reset_index(drop=True)
     scores = np.full(len(query_meta), np.nan)
@@ -153,11 +154,22 @@ def gamma_threshold(train_scores: np.ndarray, quantile: float) -> float:
 
 
 def score_machine(train_emb: np.ndarray, train_meta: pd.DataFrame, test_emb: np.ndarray, test_meta: pd.DataFrame,
-                  settings: ScoreSettings) -> tuple[pd.DataFrame, float, np.ndarray]:
-    """Scores and decisions for one machine type's test clips: (table, threshold, training scores)."""
-    train_scores = score_against_banks(train_emb, train_meta, train_emb, train_meta, settings, leave_one_out=True)
+                  settings: ScoreSettings, other_emb: np.ndarray | None = None,
+                  other_meta: pd.DataFrame | None = None) -> tuple[pd.DataFrame, float, np.ndarray]:
+    """Scores and decisions for one machine type's test clips: (table, threshold, training scores).
+
+    With bank_split "all", the training clips of the other machine types (other_emb, other_meta)
+    join the bank; the threshold still comes from this machine type's training clips."""
+    bank_emb, bank_meta = train_emb, train_meta
+    if settings.bank_split == "all" and other_emb is not None and len(other_emb):
+        if other_emb.shape[1] != train_emb.shape[1]:
+            raise ValueError(f"scoring.bank_split = all: the other machine types' embeddings have {other_emb.shape[1]} "
+                             f"dimensions, this one's {train_emb.shape[1]} (use one embedding.pooling for all)")
+        bank_emb = np.concatenate([train_emb, other_emb])
+        bank_meta = pd.concat([train_meta, other_meta], ignore_index=True)
+    train_scores = score_against_banks(bank_emb, bank_meta, train_emb, train_meta, settings, leave_one_out=True)
     threshold = gamma_threshold(train_scores, settings.threshold_quantile)
-    scores = score_against_banks(train_emb, train_meta, test_emb, test_meta, settings)
+    scores = score_against_banks(bank_emb, bank_meta, test_emb, test_meta, settings)
     table = test_meta[["filename", "machine", "section", "domain", "label", "attribute_string"]].reset_index(drop=True).copy()
     table["score"] = scores
     table["decision"] = (scores > threshold).astype(int)

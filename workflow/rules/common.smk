@@ -47,6 +47,17 @@ def scoring_params(wildcards):
     return as_json(machine_section(config, wildcards.machine, "scoring"))
 
 
+def other_banks(wildcards, kind):
+    """With scoring.bank_split = all, a machine type's score job also reads every other machine type's
+    embeddings and training manifest: the memory bank holds all training clips."""
+    if machine_section(config, wildcards.machine, "scoring")["bank_split"] != "all":
+        return []
+    others = [m for m in MACHINES if m != wildcards.machine]
+    if kind == "embeddings":
+        return [f"{R}/embeddings/{m}.npz" for m in others]
+    return [f"{R}/manifests/{m}.train.csv" for m in others]
+
+
 ALL_OUTPUTS = [f for m in MACHINES for f in submission_files(m)] + [
     f"{R}/tables/auroc.csv",
     f"{R}/tables/dcase_metrics.csv",

@@ -1,6 +1,7 @@
 # Per machine type, in parallel: embeddings of the memory bank and test clips, then kNN scores,
 # decisions and plots, then the DCASE submission files per section. Each job reads only its
-# own machine type's settings (params computed from the wildcards).
+# own machine type's settings (params computed from the wildcards); with scoring.bank_split = all
+# its score job also reads the other machine types' embeddings (one bank of every machine type).
 
 
 rule embed:
@@ -34,6 +35,8 @@ rule score:
     input:
         embeddings=f"{R}/embeddings/{{machine}}.npz",
         manifests=expand(f"{R}/manifests/{{{{machine}}}}.{{part}}.csv", part=PARTS),
+        bank_embeddings=lambda wc: other_banks(wc, "embeddings"),
+        bank_manifests=lambda wc: other_banks(wc, "manifests"),
     output:
         scores=f"{R}/scores/{{machine}}.csv",
         info=f"{R}/scores/{{machine}}.json",
@@ -51,6 +54,7 @@ rule score:
         "../../envs/torch.yaml"
     shell:
         "{params.stage} score --embeddings {input.embeddings} --manifests {input.manifests} --settings {params.settings:q}"
+        " --bank-embeddings {input.bank_embeddings} --bank-manifests {input.bank_manifests}"
         " --threads {threads} --out {output.scores} --info {output.info} --plots-dir $(dirname {output.roc}) > {log} 2>&1"
 
 
