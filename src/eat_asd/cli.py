@@ -171,6 +171,22 @@ def cmd_report(args):
     report(args.tables_dir, args.plots_dir, config, args.out, args.results_dir, args.training_summary)
 
 
+def cmd_model_card(args):
+    from .model_card import write_encoder_card
+
+    write_encoder_card(args.out, args.summary, args.auroc, args.training_summary, args.manifests,
+                       json.loads(args.config_json), args.command)
+
+
+def cmd_publish(args):
+    from .publish import publish
+
+    plan = publish(args.encoder, args.repo_id, args.private, args.adapter, args.dry_run)
+    verb = "would upload" if args.dry_run else "uploaded"
+    for local, in_repo in plan:
+        print(f"{verb} {local} -> {args.repo_id}/{in_repo} ({local.stat().st_size} bytes)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="eat-asd", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -266,6 +282,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config-json", help="the configuration as JSON (what the workflow passes)")
     s.add_argument("--training-summary")
     s.add_argument("--out", required=True)
+
+    s = add("model-card", cmd_model_card, "the fine-tuned encoder's model card (README.md) from the run's tables")
+    s.add_argument("--summary", required=True, help="tables/summary.json")
+    s.add_argument("--auroc", required=True, help="tables/auroc.csv")
+    s.add_argument("--training-summary", required=True, help="encoder/summary.json")
+    s.add_argument("--manifests", nargs="+", required=True, help="the run's manifests (clip counts)")
+    s.add_argument("--config-json", required=True, help="the run's configuration as JSON")
+    s.add_argument("--command", default="", help="the command that started the run")
+    s.add_argument("--out", required=True)
+
+    s = add("publish", cmd_publish, "upload the fine-tuned encoder (and its LoRA adapter) to the Hugging Face Hub")
+    s.add_argument("--repo-id", required=True, help="owner/name on the Hub")
+    s.add_argument("--encoder", default="results/encoder/encoder", help="the encoder folder")
+    s.add_argument("--adapter", help="also upload this LoRA adapter folder (into lora_adapter/)")
+    s.add_argument("--private", action="store_true", help="create the repo private")
+    s.add_argument("--dry-run", action="store_true", help="list what would be uploaded, upload nothing")
     return p
 
 

@@ -33,8 +33,9 @@ def clip_counts(manifest_paths: list[str | Path]):
     clips = pd.concat([read_manifest(p) for p in manifest_paths], ignore_index=True)
     counts = clips.groupby(["machine", "split", "domain", "label"]).size()
     table = counts.unstack(["split", "domain", "label"], fill_value=0)
+    table = table[sorted(table.columns, key=lambda c: (c[0] != "train", c[1:]))]  # training clips first
     table.columns = [" ".join(c) for c in table.columns]
-    return table.sort_index(axis=1).reset_index().rename(columns={"machine": "machine_type"})
+    return table.reset_index().rename(columns={"machine": "machine_type"})
 
 
 def usage(repo_or_folder: str) -> str:

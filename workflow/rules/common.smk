@@ -1,5 +1,7 @@
 # Shared helpers: the job plan, output paths and the per-machine settings passed as params.
 import os
+import shlex
+import sys
 from pathlib import Path
 
 from eat_asd.config import as_json, feature_values, machine_section, train_values
@@ -18,6 +20,8 @@ PARTS = ["train", "test"]
 TRAIN_MACHINES = [m for m, p in PLAN.items() if p.trains_encoder]
 ENCODER_IS_LOCAL = config["demo"] or Path(config["encoder"]).is_dir()
 ENCODER_OUT = f"{R}/encoder/encoder"
+# The command that started the run, for the model card; jobs inherit it from this process.
+os.environ.setdefault("EAT_ASD_COMMAND", shlex.join(["snakemake", *sys.argv[1:]]))
 
 
 wildcard_constraints:
@@ -62,4 +66,5 @@ ALL_OUTPUTS = [f for m in MACHINES for f in submission_files(m)] + [
     f"{R}/tables/auroc.csv",
     f"{R}/tables/dcase_metrics.csv",
     f"{R}/report.html",
+    f"{ENCODER_OUT}/README.md",
 ]

@@ -12,6 +12,7 @@ rule train_encoder:
     output:
         config=f"{ENCODER_OUT}/config.json",
         weights=f"{ENCODER_OUT}/model.safetensors",
+        modeling=f"{ENCODER_OUT}/modeling_eat.py",
         summary=f"{R}/encoder/summary.json",
         log_csv=f"{R}/encoder/train_log.csv",
     params:

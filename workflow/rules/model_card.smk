@@ -1,0 +1,30 @@
+# The fine-tuned encoder's model card (README.md in the encoder folder), from the run's tables,
+# training summary and manifests. Tiny: runs in the main Snakemake process, which also knows the
+# command that started the run (EAT_ASD_COMMAND, set in common.smk; not a param, so another
+# command line alone reruns nothing).
+
+
+localrules:
+    model_card,
+
+
+rule model_card:
+    input:
+        summary=rules.aggregate.output.summary,
+        auroc=rules.aggregate.output.auroc,
+        training=f"{R}/encoder/summary.json",
+        weights=f"{ENCODER_OUT}/model.safetensors",
+        manifests=expand(f"{R}/manifests/{{machine}}.{{part}}.csv", machine=MACHINES, part=PARTS),
+    output:
+        f"{ENCODER_OUT}/README.md",
+    params:
+        stage=STAGE,
+        config=as_json(config),
+    log:
+        f"{R}/logs/model_card.log",
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "{params.stage} model-card --summary {input.summary} --auroc {input.auroc} --training-summary {input.training}"
+        " --manifests {input.manifests} --config-json {params.config:q} --command \"$EAT_ASD_COMMAND\""
+        " --out {output} > {log} 2>&1"
