@@ -67,7 +67,7 @@ def test_dry_run_dag_shape(demo_run):
     assert jobs["train_encoder"] == 1
     assert jobs["embed"] == jobs["score"] == len(MACHINES)
     assert jobs["manifest"] == jobs["features"] == 2 * len(MACHINES)
-    assert jobs["submission"] == len(MACHINES) and jobs["aggregate"] == jobs["report"] == 1
+    assert jobs["submission"] == len(MACHINES) and jobs["aggregate"] == jobs["report"] == jobs["model_card"] == 1
 
 
 def test_full_run_writes_every_output(demo_run):
@@ -95,6 +95,9 @@ def test_full_run_writes_every_output(demo_run):
     html = (r / "report.html").read_text()
     assert "Overall AUROC" in html and "data:image/png;base64," in html and "train_source" in html
     assert (r / "encoder" / "encoder" / "model.safetensors").is_file()
+    assert (r / "encoder" / "encoder" / "modeling_eat.py").is_file()
+    card = (r / "encoder" / "encoder" / "README.md").read_text()
+    assert card.startswith("---\n") and "| fan |" in card and "snakemake" in card and "--cores 2" in card
     assert (r / "benchmarks" / "train_encoder.tsv").is_file()
     assert not list(r.rglob("*.tmp"))
 
@@ -110,11 +113,12 @@ def test_one_machines_setting_reruns_only_that_machine(demo_run):
     write_config(workdir, "k.yaml", overrides={"fan": {"scoring": {"k": 2}}})
     out = snakemake(workdir, "-n", config_file="k.yaml")
     text = out.stdout + out.stderr
-    assert planned_jobs(text) == {"score": 1, "submission": 1, "aggregate": 1, "report": 1, "all": 1}
+    assert planned_jobs(text) == {"score": 1, "submission": 1, "aggregate": 1, "report": 1, "model_card": 1, "all": 1}
     assert planned_wildcards(text) == {"machine=fan", "machine=fan, section=00"}
     write_config(workdir, "pool.yaml", overrides={"pump": {"embedding": {"pooling": "mean"}}})
     text = "".join(snakemake(workdir, "-n", config_file="pool.yaml").stdout)
-    assert planned_jobs(text) == {"embed": 1, "score": 1, "submission": 1, "aggregate": 1, "report": 1, "all": 1}
+    assert planned_jobs(text) == {"embed": 1, "score": 1, "submission": 1, "aggregate": 1, "report": 1, "model_card": 1,
+                                  "all": 1}
     # a training setting retrains the shared encoder and so everything after it
     write_config(workdir, "lr.yaml", train={**SMALL_DEMO["train"], "lr": 0.001})
     jobs = planned_jobs(snakemake(workdir, "-n", config_file="lr.yaml").stdout)
@@ -130,7 +134,7 @@ def test_replacing_test_clips_reruns_only_that_machine(demo_run):
         sf.write(clip, data[::-1].copy(), sr, subtype="PCM_16")
         text = snakemake(workdir, "-n").stdout
         assert planned_jobs(text) == {"manifest": 1, "features": 1, "embed": 1, "score": 1, "submission": 1,
-                                      "aggregate": 1, "report": 1, "all": 1}
+                                      "aggregate": 1, "report": 1, "model_card": 1, "all": 1}
         assert planned_wildcards(text) == {"machine=gearbox, part=test", "machine=gearbox", "machine=gearbox, section=00"}
     finally:
         clip.write_bytes(original)
