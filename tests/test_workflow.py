@@ -153,6 +153,7 @@ def test_lint_is_clean(demo_run):
     (["finetune={mode: qlora}"], "finetune.mode"),
     (["demo=false", "data_root=/no/such/folder"], "/no/such/folder"),
     (["machine_types=[fan, drill]"], "drill"),
+    (["encoder_revision=v1"], "encoder_revision = 'v1' applies to Hub ids only"),
 ])
 def test_bad_config_stops_before_any_job(tmp_path, override, key):
     write_config(tmp_path)

@@ -32,6 +32,9 @@ def demo_sizes(config: dict):
 def plan_workflow(config: dict) -> dict[str, MachinePlan]:
     """Machine types with their files, in name order; raises DataError/ValueError naming what is wrong."""
     root = Path(config["data_root"])
+    if config["encoder_revision"] and (config["demo"] or Path(config["encoder"]).is_dir()):
+        raise ValueError(f"encoder_revision = {config['encoder_revision']!r} applies to Hub ids only; "
+                         f"encoder {config['encoder']} is a local folder")
     if config["demo"]:
         from .demo import demo_plan
 
