@@ -2,11 +2,24 @@
 #   snakemake --cores 8 --use-conda                          # real data, config/config.yaml
 #   snakemake --cores 2 --configfile config/demo.yaml         # offline demo
 #   snakemake --profile slurm                                 # on a SLURM cluster
-import sys
+import os
 
-sys.path.insert(0, f"{workflow.basedir}/src")  # the package, from this checkout
+from snakemake.utils import min_version
 
-from eat_asd.config import validate_config, ConfigError
+min_version("9.1.5")
+
+try:
+    from eat_asd.config import validate_config
+    from eat_asd.errors import EatAsdError
+except ImportError as err:
+    raise WorkflowError(
+        f"the eat_asd package is not installed in the Python that runs Snakemake ({err}): "
+        f"run `bash scripts/quickstart.sh setup` and `source .venv/bin/activate`, "
+        f"or `pip install -e {workflow.basedir}`"
+    ) from None
+
+# The conda envs install the package from this checkout (pip expands ${EAT_ASD_SOURCE} in envs/*.yaml).
+os.environ["EAT_ASD_SOURCE"] = workflow.basedir
 
 
 configfile: "config/config.yaml"
@@ -14,8 +27,11 @@ configfile: "config/config.yaml"
 
 try:
     config = validate_config(config, "config")
-except ConfigError as err:
+except EatAsdError as err:
     raise WorkflowError(str(err)) from None
+
+
+report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
@@ -27,6 +43,6 @@ include: "workflow/rules/model_card.smk"
 
 
 rule all:
+    default_target: True
     input:
         ALL_OUTPUTS,
-    default_target: True

@@ -29,3 +29,15 @@ def tiny_model(tiny_config):
 
     torch.manual_seed(0)
     return EAT(tiny_config).eval()
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """The small demo run once through Snakemake: (workdir, dry-run output, run result)."""
+    from workflow_helpers import snakemake, write_config
+
+    workdir = tmp_path_factory.mktemp("wf")
+    write_config(workdir)
+    dry = snakemake(workdir, "-n")
+    run = snakemake(workdir, "--cores", "2")
+    return workdir, dry.stdout + dry.stderr, run

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from test_workflow import REPO, planned_jobs, snakemake, write_config
+from workflow_helpers import MACHINES, REPO, planned_jobs, snakemake, write_config
 
 CLUSTER = REPO / "tests" / "slurm" / "local_cluster.sh"
 pytestmark = pytest.mark.slurm
@@ -62,15 +62,21 @@ def test_demo_through_slurm_profile_equals_local_run(cluster, tmp_path):
     text = run.stdout + run.stderr
     print(f"local run {local_seconds:.0f} s, SLURM run {slurm_seconds:.0f} s")
 
-    # every job except the local ones (submission, model_card, all) went through sbatch: one SLURM log per job
-    submitted = {n: c for n, c in jobs.items() if n not in ("submission", "model_card", "all")}
+    # one sbatch per group (per machine type: data prep, scoring; the summary) and per ungrouped job;
+    # the local rules (submission, model_card, all) run on the submit host
+    groups = {"prep": len(MACHINES), "score": len(MACHINES), "summary": 1}
+    ungrouped = {"make_demo": 1, "train_encoder": 1}
     logs = list((cluster_dir / "slurm_logs").rglob("*.log"))
-    by_rule = {}
+    kinds = {}
     for log in logs:
-        rule = next(p for p in log.relative_to(cluster_dir / "slurm_logs").parts if p.startswith("rule_"))
-        by_rule[rule[5:]] = by_rule.get(rule[5:], 0) + 1
-    assert by_rule == submitted, text[-3000:]
-    assert text.count("has been submitted with SLURM jobid") == sum(submitted.values())
+        top = log.relative_to(cluster_dir / "slurm_logs").parts[0]
+        kind = top[len("rule_"):] if top.startswith("rule_") else top[len("group_"):].split("_")[0]
+        kinds[kind] = kinds.get(kind, 0) + 1
+    assert kinds == {**groups, **ungrouped}, (kinds, text[-3000:])
+    sbatch_calls = text.count("has been submitted with SLURM jobid")
+    assert sbatch_calls == sum(groups.values()) + sum(ungrouped.values()) == 9
+    assert sum(n for rule, n in jobs.items() if rule not in ("submission", "model_card", "all")) == 22  # jobs before grouping
+    print(f"sbatch calls: {sbatch_calls} for {sum(jobs.values())} jobs")
 
     # same config, same results
     for m in ("fan", "gearbox", "pump"):

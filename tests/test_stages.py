@@ -65,10 +65,12 @@ def test_evaluation_mode_without_labels(cli_run, tmp_path):
     manifest.to_csv(tmp_path / "fan.csv", index=False)
     assert main(["score", "--embeddings", str(t / "fan.npz"), "--manifests", str(tmp_path / "fan.csv"),
                  "--out", str(tmp_path / "scores.csv"), "--info", str(tmp_path / "scores.json"),
-                 "--submission-dir", str(tmp_path / "sub"), "--plots-dir", str(tmp_path / "plots")]) == 0
+                 "--roc", str(tmp_path / "plots" / "fan_roc.png"), "--histogram", str(tmp_path / "plots" / "fan_scores.png")]) == 0
     scores = pd.read_csv(tmp_path / "scores.csv")
     assert len(scores) == 16 and scores["score"].notna().all() and set(scores["decision"]) <= {0, 1}
-    assert len(read_submission(tmp_path / "sub" / "decision_result_fan_section_00_test.csv")) == 16
+    assert main(["submission", "--scores", str(tmp_path / "scores.csv"), "--section", "00",
+                 "--out-scores", str(tmp_path / "sub" / "s.csv"), "--out-decisions", str(tmp_path / "sub" / "d.csv")]) == 0
+    assert len(read_submission(tmp_path / "sub" / "d.csv")) == 16
     assert main(["aggregate", "--scores", str(tmp_path / "scores.csv"), "--tables-dir", str(tmp_path / "tables")]) == 0
     summary = json.loads((tmp_path / "tables" / "summary.json").read_text())
     assert summary["evaluation_only"] and "evaluation mode" in summary["notes"][0]

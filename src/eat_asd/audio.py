@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from .errors import AudioError
 
 SAMPLE_RATE = 16000
 MEL_BINS = 128
@@ -14,8 +15,6 @@ FBANK_MEAN = -4.268
 FBANK_STD = 4.569
 
 
-class AudioError(ValueError):
-    """A wav file that cannot be used; the message names the file."""
 
 
 def load_wav(path: str | Path) -> tuple[np.ndarray, int]:

@@ -1,6 +1,6 @@
 """`eat-asd`: every stage of the workflow as a subcommand, usable without Snakemake.
 
-The seed's three steps:  eat-asd train ...;  eat-asd embed ...;  eat-asd evaluate -k 1 ...
+Without Snakemake, the core steps are:  eat-asd train ...;  eat-asd embed ...;  eat-asd evaluate -k 1 ...
 Settings come from --config (a workflow config file) and/or --settings (JSON of one section,
 as the workflow passes it); explicit flags such as -k win.
 """
@@ -12,6 +12,9 @@ import json
 import logging
 import sys
 from pathlib import Path
+
+from . import __version__
+from .data import PARTS
 
 log = logging.getLogger("eat_asd")
 
@@ -98,7 +101,8 @@ def cmd_train(args):
     if args.mode:
         settings = replace(settings, mode=args.mode)
     fs = FeatureSettings(**json.loads(args.feature_settings)) if args.feature_settings else feature_settings(_config(args, True))
-    summary = train(args.encoder, args.features, args.manifests, fs, settings, args.out, args.device, args.encoder_revision)
+    summary = train(args.encoder, args.features, args.manifests, fs, settings, args.out, args.device,
+                    args.encoder_revision or None)
     print(json.dumps({k: v for k, v in summary.items() if k != "settings"}, indent=2, default=str))
 
 
@@ -127,11 +131,12 @@ def cmd_score(args):
 
     _threads(args)
     score(args.embeddings, args.manifests, _score_settings(args, args.machine or ""), args.out, args.info,
-          args.submission_dir, args.plots_dir, args.bank_embeddings, args.bank_manifests)
+          args.roc, args.histogram, args.bank_embeddings, args.bank_manifests)
 
 
 def cmd_evaluate(args):
-    """Score every machine type's embeddings with k neighbours and print the AUROC table."""
+    """Score every machine type's embeddings with k neighbours, write the tables, submission files and plots."""
+    from .report import write_submission
     from .stages import aggregate, score
 
     out = Path(args.out)
@@ -144,8 +149,10 @@ def cmd_evaluate(args):
         machine = str(read_manifest(manifest)["machine"].iloc[0])
         paths.append(out / "scores" / f"{machine}.csv")
         others = [j for j in range(len(args.embeddings)) if j != i]  # the bank of bank_split = all
-        score(emb, [manifest], _score_settings(args, machine), paths[-1], out / "scores" / f"{machine}.json",
-              out / "submission", out / "plots", [args.embeddings[j] for j in others], [args.manifests[j] for j in others])
+        table = score(emb, [manifest], _score_settings(args, machine), paths[-1], out / "scores" / f"{machine}.json",
+                      out / "plots" / f"{machine}_roc.png", out / "plots" / f"{machine}_scores.png",
+                      [args.embeddings[j] for j in others], [args.manifests[j] for j in others])
+        write_submission(table, out / "submission")
     aggregate(paths, out / "tables")
     print((out / "tables" / "auroc.md").read_text())
 
@@ -153,7 +160,7 @@ def cmd_evaluate(args):
 def cmd_submission(args):
     from .stages import submission
 
-    submission(args.scores, args.section, args.out_dir)
+    submission(args.scores, args.section, args.out_scores, args.out_decisions)
 
 
 def cmd_aggregate(args):
@@ -189,7 +196,8 @@ def cmd_publish(args):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="eat-asd", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages too")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def add(name, func, help_):
@@ -209,33 +217,33 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("out", nargs="?", help="folder for data/ and encoder/")
     s.add_argument("--data-root", help="where the demo data goes (default OUT/data)")
     s.add_argument("--encoder", help="where the demo encoder goes (default OUT/encoder)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--seconds", type=float, default=2.0)
-    s.add_argument("--train-source", type=int, default=24)
-    s.add_argument("--train-target", type=int, default=4)
-    s.add_argument("--test-per-cell", type=int, default=10)
+    s.add_argument("--seed", type=int, default=0, help="random seed of the data and the encoder weights")
+    s.add_argument("--seconds", type=float, default=2.0, help="clip length in seconds")
+    s.add_argument("--train-source", type=int, default=24, help="source-domain training clips per machine type")
+    s.add_argument("--train-target", type=int, default=4, help="target-domain training clips per machine type")
+    s.add_argument("--test-per-cell", type=int, default=10, help="test clips per domain and label")
 
     s = add("discover", cmd_discover, "find the clips under a data root and write a manifest CSV")
-    s.add_argument("data_root")
+    s.add_argument("data_root", help="folder with the clips in a DCASE Task 2 layout")
     s.add_argument("--machine", help="only this machine type")
-    s.add_argument("--part", choices=["train", "test"], help="only this split (with --machine)")
-    s.add_argument("--out", required=True)
+    s.add_argument("--part", choices=PARTS, help="only this part (with --machine): train or test")
+    s.add_argument("--out", required=True, help="manifest CSV to write")
 
     s = add("features", cmd_features, "compute and cache the EAT fbank features of a machine type")
     common(s, device=True)
-    s.add_argument("--manifest", required=True)
-    s.add_argument("--out", required=True)
-    s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--manifest", required=True, help="manifest CSV of the clips (from `discover`)")
+    s.add_argument("--out", required=True, help="feature file to write (safetensors)")
+    s.add_argument("--batch-size", type=int, default=32, help="clips per fbank batch")
 
     s = add("train", cmd_train, "fine-tune the shared encoder on the training normals of all given machine types")
     common(s, device=True)
     s.add_argument("--encoder", required=True, help="Hub id or local folder of the pre-trained EAT")
-    s.add_argument("--encoder-revision", help="Hub branch, tag or commit of --encoder (default: main)")
-    s.add_argument("--features", nargs="+", required=True)
-    s.add_argument("--manifests", nargs="+", required=True)
+    s.add_argument("--encoder-revision", help="Hub branch, tag or commit of --encoder (default or empty: main)")
+    s.add_argument("--features", nargs="+", required=True, help="feature files of the training machine types")
+    s.add_argument("--manifests", nargs="+", required=True, help="their manifests, in the same order")
     s.add_argument("--feature-settings", help="JSON of the feature settings the files were made with")
-    s.add_argument("--mode", choices=["lora", "full", "frozen"])
-    s.add_argument("--out", required=True)
+    s.add_argument("--mode", choices=["lora", "full", "frozen"], help="fine-tuning mode (overrides the settings)")
+    s.add_argument("--out", required=True, help="folder for the encoder, the adapter, the log and the summary")
 
     s = add("embed", cmd_embed, "embed a machine type's memory-bank and test clips")
     common(s, device=True)
@@ -243,32 +251,33 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--features", nargs="+", required=True, help="feature files of the machine type")
     s.add_argument("--manifests", nargs="+", required=True, help="their manifests, in the same order")
     s.add_argument("--machine", help="machine type whose overrides apply (with --config)")
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", required=True, help="embeddings file to write (.npz)")
 
-    s = add("score", cmd_score, "kNN scores, decisions, submission files and plots of one machine type")
+    s = add("score", cmd_score, "kNN scores, decisions and plots of one machine type")
     common(s)
-    s.add_argument("--embeddings", required=True)
+    s.add_argument("--embeddings", required=True, help="the machine type's embeddings (from `embed`)")
     s.add_argument("--manifests", nargs="+", required=True, help="the machine type's manifest(s)")
-    s.add_argument("--machine")
-    s.add_argument("-k", type=int)
-    s.add_argument("--out", required=True)
-    s.add_argument("--info", required=True)
-    s.add_argument("--submission-dir", help="also write the DCASE submission files here")
-    s.add_argument("--plots-dir")
+    s.add_argument("--machine", help="machine type whose overrides apply (with --config)")
+    s.add_argument("-k", type=int, help="neighbours (overrides the settings)")
+    s.add_argument("--out", required=True, help="score table to write (CSV, one row per test clip)")
+    s.add_argument("--info", required=True, help="JSON to write: threshold, settings, bank size, training scores")
+    s.add_argument("--roc", help="write the ROC curves (PNG) here")
+    s.add_argument("--histogram", help="write the score histograms (PNG) here")
     s.add_argument("--bank-embeddings", nargs="*", default=[], help="other machine types' embeddings (bank_split = all)")
     s.add_argument("--bank-manifests", nargs="*", default=[], help="their training manifests")
 
     s = add("submission", cmd_submission, "the DCASE submission files of one section from a score table")
-    s.add_argument("--scores", required=True)
-    s.add_argument("--section", required=True)
-    s.add_argument("--out-dir", required=True)
+    s.add_argument("--scores", required=True, help="a machine type's score table (CSV, from `score`)")
+    s.add_argument("--section", required=True, help="the section, e.g. 00")
+    s.add_argument("--out-scores", required=True, help="anomaly score file to write (anomaly_score_<machine>_section_<XX>_test.csv)")
+    s.add_argument("--out-decisions", required=True, help="decision file to write (decision_result_<machine>_section_<XX>_test.csv)")
 
     s = add("evaluate", cmd_evaluate, "score all machine types with k neighbours and write the metric tables")
     common(s)
-    s.add_argument("-k", type=int)
-    s.add_argument("--embeddings", nargs="+", required=True)
+    s.add_argument("-k", type=int, help="neighbours (overrides the settings)")
+    s.add_argument("--embeddings", nargs="+", required=True, help="embeddings files, one per machine type")
     s.add_argument("--manifests", nargs="+", required=True, help="one manifest per embeddings file, in the same order")
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", required=True, help="folder for scores/, submission/, plots/ and tables/")
 
     s = add("aggregate", cmd_aggregate, "AUROC and official DCASE tables from per-machine score files")
     s.add_argument("--scores", nargs="+", required=True)
@@ -305,16 +314,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    from .audio import AudioError
-    from .config import ConfigError
-    from .data import DataError
-    from .eat import CheckpointError
-    from .features import StaleFeaturesError
+    from .errors import EatAsdError
 
     try:
         args.func(args)
-    except (AudioError, ConfigError, DataError, CheckpointError, StaleFeaturesError, ValueError, FileNotFoundError) as err:
-        log.error("%s", err)
+    except (EatAsdError, FileNotFoundError) as err:
+        # one line that names the file or setting at fault; the job's log file holds the rest
+        log.error("%s: %s", args.command, err)
         return 1
     return 0
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
+from .errors import ConfigError
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 
 
-class ConfigError(ValueError):
-    """A configuration that does not fit the schema; the message names the key."""
 
 
 def _schema() -> dict:
@@ -111,8 +110,9 @@ def feature_values(config: dict) -> dict:
 def train_values(config: dict) -> dict:
     lora = config["lora"]
     return dict(
-        {k: v for k, v in config["train"].items() if k != "threads"},
-        mode=config["finetune"]["mode"], pooling=config["embedding"]["pooling"], lora_r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+        config["train"],
+        mode=config["finetune"]["mode"], pooling=config["embedding"]["pooling"], lora_r=lora["r"], lora_alpha=lora["alpha"],
+        lora_dropout=lora["dropout"],
         target_modules=list(lora["target_modules"]), lora_blocks=list(lora["blocks"]) if lora["blocks"] else None,
     )
 

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 from typing import TYPE_CHECKING
+from .errors import DataError
 
 if TYPE_CHECKING:  # pandas and numpy load lazily: the workflow plans jobs with scan_clips alone
     import pandas as pd
@@ -17,6 +18,8 @@ log = logging.getLogger(__name__)
 
 SPLIT_DIRS = {"train": "train", "test": "test", "source_test": "test", "target_test": "test", "supplemental": "supplemental"}
 SIMPLE_SPLITS = {"train", "test"}
+# The workflow keeps each machine type's clips in these two parts, so that test clips never retrain the encoder.
+PARTS = ("train", "test")
 GRANULARITIES = ("machine", "section", "attribute")
 COLUMNS = [
     "key", "path", "machine", "section", "domain", "split", "label", "attributes", "attribute_string",
@@ -37,8 +40,6 @@ DCASE20_EVAL = re.compile(r"^id_(?P<section>\d+)_(?P<num>\d+)$")
 LABEL_TOKEN = re.compile(r"(?:^|[_\-.])(normal|anomaly|anomalous|abnormal)(?:$|[_\-.\d])", re.IGNORECASE)
 
 
-class DataError(ValueError):
-    """Data that cannot be used; the message names the files or folders at fault."""
 
 
 def parse_attributes(text: str | None) -> dict[str, str]:

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .io import atomic_path
+from .errors import CheckpointError
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,6 @@ CLASSIFIER_PREFIXES = ("head.", "fc_norm.")
 POOLINGS = ("cls", "mean", "cls+mean")
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be loaded; the message names the source and the keys at fault."""
 
 
 @dataclass

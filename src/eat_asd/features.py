@@ -3,7 +3,6 @@ in one safetensors file keyed by each clip's content hash and the feature settin
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass
@@ -14,15 +13,14 @@ import torch
 from tqdm import tqdm
 
 from .audio import eat_fbank_batch, load_wav
-from .io import atomic_path
+from .io import atomic_path, content_hash
+from .errors import StaleFeaturesError
 
 log = logging.getLogger(__name__)
 
 RECIPE = "eat-kaldi-fbank-128-v1"  # bump when the feature code changes what it computes
 
 
-class StaleFeaturesError(RuntimeError):
-    """A feature file that was computed from other clips or other settings."""
 
 
 @dataclass(frozen=True)
@@ -35,14 +33,6 @@ class FeatureSettings:
 
     def key(self) -> str:
         return json.dumps({"recipe": RECIPE, **asdict(self)}, sort_keys=True)
-
-
-def content_hash(path: str | Path) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def compute_features(paths: list[str], settings: FeatureSettings, batch_size: int = 32, desc: str = "fbank",

@@ -3,10 +3,15 @@ and neither numpy, pandas nor torch is needed), so that Snakemake can plan its j
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .data import DataError, scan_clips
+from .data import PARTS, scan_clips
+from .errors import ConfigError, DataError
+
+# Machine-type and section names become file names and job wildcards: letters, digits, _ . -
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 @dataclass
@@ -16,6 +21,7 @@ class MachinePlan:
     test_files: list[str] = field(default_factory=list)  # clips of the test split (rule inputs)
     test_sections: list[str] = field(default_factory=list)  # sections with test clips: one submission file pair each
     trains_encoder: bool = True
+    content: dict[str, str] = field(default_factory=dict)  # part -> digest of its clips' contents (real data only)
 
     def files(self, part: str) -> list[str]:
         return self.train_files if part == "train" else self.test_files
@@ -29,11 +35,24 @@ def demo_sizes(config: dict):
                      test_per_cell=d["test_per_cell"])
 
 
-def plan_workflow(config: dict) -> dict[str, MachinePlan]:
-    """Machine types with their files, in name order; raises DataError/ValueError naming what is wrong."""
+def check_names(clips: list[dict], root: Path) -> None:
+    """Refuse machine-type and section names that are not plain words (they become paths and job names)."""
+    for c in clips:
+        for what in ("machine", "section"):
+            if not SAFE_NAME.fullmatch(c[what]):
+                raise DataError(f"{c['path']}: {what} name {c[what]!r} (from the folder or file name under "
+                                f"data_root {root}) may hold only letters, digits, '_', '.' and '-'; rename it")
+
+
+def plan_workflow(config: dict, hash_cache: str | Path | None = None) -> dict[str, MachinePlan]:
+    """Machine types with their files, in name order; raises DataError naming what is wrong.
+
+    With `hash_cache` (real data only: the demo's clips are made by the workflow itself), each
+    machine type and part also gets the digest of its clips' contents.
+    """
     root = Path(config["data_root"])
     if config["encoder_revision"] and (config["demo"] or Path(config["encoder"]).is_dir()):
-        raise ValueError(f"encoder_revision = {config['encoder_revision']!r} applies to Hub ids only; "
+        raise ConfigError(f"encoder_revision = {config['encoder_revision']!r} applies to Hub ids only; "
                          f"encoder {config['encoder']} is a local folder")
     if config["demo"]:
         from .demo import demo_plan
@@ -42,6 +61,7 @@ def plan_workflow(config: dict) -> dict[str, MachinePlan]:
                  for c in demo_plan(demo_sizes(config))]
     else:
         clips = scan_clips(root)
+    check_names(clips, root)
     found = sorted({c["machine"] for c in clips})
     wanted = found if config["machine_types"] == "auto" else list(config["machine_types"])
     missing = [m for m in wanted if m not in found]
@@ -68,4 +88,11 @@ def plan_workflow(config: dict) -> dict[str, MachinePlan]:
             raise DataError(f"machine type {plan.name}: no training clips under data_root {root}")
     if config["finetune"]["mode"] != "frozen" and not any(p.trains_encoder for p in plans.values()):
         raise DataError("every machine type is listed in score_only_machine_types: none is left to train the encoder")
+    if hash_cache is not None and not config["demo"]:
+        from .clip_digest import ClipHashes
+
+        hashes = ClipHashes(hash_cache)
+        for plan in plans.values():
+            plan.content = {part: hashes.digest(plan.files(part), root) for part in PARTS}
+        hashes.save()
     return plans

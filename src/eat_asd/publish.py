@@ -7,14 +7,11 @@ import json
 import re
 from pathlib import Path
 
+from .errors import PublishError
 from .hf import HF_CONFIG, MODELING_FILE
 
 ADAPTER_IN_REPO = "lora_adapter"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-class PublishError(ValueError):
-    """The folder or repo id cannot be published; the message names the file or setting."""
 
 
 def _files(folder: Path) -> list[Path]:

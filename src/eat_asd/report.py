@@ -57,16 +57,20 @@ def submission_names(machine: str, section: str) -> tuple[str, str]:
     return (f"anomaly_score_{machine}_section_{section}_test.csv", f"decision_result_{machine}_section_{section}_test.csv")
 
 
+def write_submission_pair(section_scores: pd.DataFrame, scores_path: str | Path, decisions_path: str | Path) -> None:
+    """The DCASE submission files of one section: rows `filename,score` and `filename,0|1`, no header."""
+    for path, column in ((scores_path, "score"), (decisions_path, "decision")):
+        with atomic_path(path) as tmp:
+            section_scores[["filename", column]].to_csv(tmp, header=False, index=False, float_format="%.8f")
+
+
 def write_submission(scores: pd.DataFrame, out_dir: str | Path) -> list[Path]:
-    """DCASE submission files for every (machine type, section): rows `filename,score` and `filename,0|1`."""
-    out_dir = Path(out_dir)
+    """The DCASE submission files of every (machine type, section) in `out_dir`, under their official names."""
     written = []
     for (machine, section), g in scores.groupby(["machine", "section"], sort=True):
-        score_name, decision_name = submission_names(machine, section)
-        for name, column in ((score_name, "score"), (decision_name, "decision")):
-            with atomic_path(out_dir / name) as tmp:
-                g[["filename", column]].to_csv(tmp, header=False, index=False, float_format="%.8f")
-            written.append(out_dir / name)
+        paths = [Path(out_dir) / name for name in submission_names(machine, section)]
+        write_submission_pair(g, *paths)
+        written += paths
     return written
 
 

@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .errors import DataError
+
 log = logging.getLogger(__name__)
 
 BANK_SPLITS = ("machine", "section", "all")
@@ -163,7 +165,7 @@ def score_machine(train_emb: np.ndarray, train_meta: pd.DataFrame, test_emb: np.
     bank_emb, bank_meta = train_emb, train_meta
     if settings.bank_split == "all" and other_emb is not None and len(other_emb):
         if other_emb.shape[1] != train_emb.shape[1]:
-            raise ValueError(f"scoring.bank_split = all: the other machine types' embeddings have {other_emb.shape[1]} "
+            raise DataError(f"scoring.bank_split = all: the other machine types' embeddings have {other_emb.shape[1]} "
                              f"dimensions, this one's {train_emb.shape[1]} (use one embedding.pooling for all)")
         bank_emb = np.concatenate([train_emb, other_emb])
         bank_meta = pd.concat([train_meta, other_meta], ignore_index=True)

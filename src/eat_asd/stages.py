@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import check_manifest, discover, read_manifest, training_clips
+from .errors import DataError
+from .data import PARTS, check_manifest, discover, read_manifest, training_clips
 from .io import atomic_path, write_csv, write_json
 
 log = logging.getLogger(__name__)
@@ -21,9 +22,6 @@ def resolve_device(name: str = "auto"):
     import torch
 
     return default_device() if name == "auto" else torch.device(name)
-
-
-PARTS = ("train", "test")
 
 
 def make_manifest(data_root: str | Path, machine: str, out: str | Path, part: str | None = None) -> pd.DataFrame:
@@ -124,20 +122,20 @@ def other_banks(embedding_paths: list[str | Path], manifest_paths: list[str | Pa
     parts = [read_embeddings(p, manifest, bank_only=True)[:2] for p in embedding_paths]
     dims = {Path(p).name: e.shape[1] for p, (e, _) in zip(embedding_paths, parts)}
     if len(set(dims.values())) > 1:
-        raise ValueError(f"scoring.bank_split = all: embeddings of different sizes {dims} (use one embedding.pooling for all)")
+        raise DataError(f"scoring.bank_split = all: embeddings of different sizes {dims} (use one embedding.pooling for all)")
     return np.concatenate([e for e, _ in parts]), pd.concat([m for _, m in parts], ignore_index=True)
 
 
 def score(embeddings_path: str | Path, manifest_paths: list[str | Path], settings, scores_out: str | Path,
-          info_out: str | Path, submission_dir: str | Path | None = None, plots_dir: str | Path | None = None,
+          info_out: str | Path, roc_out: str | Path | None = None, histogram_out: str | Path | None = None,
           bank_embeddings: list[str | Path] = (), bank_manifests: list[str | Path] = ()) -> pd.DataFrame:
-    """Scores, decisions, plots and (if submission_dir is given) DCASE submission files of one machine type.
+    """Scores and decisions of one machine type, its threshold and settings (JSON), and its plots if asked for.
 
     bank_embeddings/bank_manifests: the other machine types' embeddings and training manifests, whose
     training clips join the memory bank when settings.bank_split is "all"."""
     from dataclasses import asdict
 
-    from .report import plot_histogram, plot_roc, write_submission
+    from .report import plot_histogram, plot_roc
     from .scoring import score_machine
 
     manifest = read_manifests(manifest_paths)
@@ -149,15 +147,14 @@ def score(embeddings_path: str | Path, manifest_paths: list[str | Path], setting
     other_emb, other_meta = other_banks(list(bank_embeddings), list(bank_manifests)) if settings.bank_split == "all" else (None, None)
     table, threshold, train_scores = score_machine(bank_emb, bank_meta, test_emb, test_meta, settings, other_emb, other_meta)
     write_csv(scores_out, table, float_format="%.8f")
-    if submission_dir is not None:
-        write_submission(table, submission_dir)
     bank_machines = sorted({machine, *([] if other_meta is None else other_meta["machine"].astype(str))})
     write_json(info_out, dict(machine=machine, threshold=threshold, settings=asdict(settings),
                               n_bank=len(bank_meta) + (0 if other_meta is None else len(other_meta)), bank_machines=bank_machines,
                               n_test=len(test_meta), train_scores=[float(s) for s in train_scores]))
-    if plots_dir is not None:
-        plot_roc(table, Path(plots_dir) / f"{machine}_roc.png", f"{machine}: ROC (k={settings.k})")
-        plot_histogram(table, train_scores, threshold, Path(plots_dir) / f"{machine}_scores.png", f"{machine}: anomaly scores")
+    if roc_out is not None:
+        plot_roc(table, roc_out, f"{machine}: ROC (k={settings.k})")
+    if histogram_out is not None:
+        plot_histogram(table, train_scores, threshold, histogram_out, f"{machine}: anomaly scores")
     return table
 
 
@@ -167,15 +164,15 @@ def read_scores(path: str | Path) -> pd.DataFrame:
     return scores
 
 
-def submission(scores_path: str | Path, section: str, out_dir: str | Path) -> None:
+def submission(scores_path: str | Path, section: str, scores_out: str | Path, decisions_out: str | Path) -> None:
     """The DCASE submission file pair of one section of a machine type's score table."""
-    from .report import write_submission
+    from .report import write_submission_pair
 
     scores = read_scores(scores_path)
     part = scores[scores["section"] == section]
     if part.empty:
-        raise ValueError(f"{scores_path}: no test clips of section {section}")
-    write_submission(part, out_dir)
+        raise DataError(f"{scores_path}: no test clips of section {section}")
+    write_submission_pair(part, scores_out, decisions_out)
 
 
 def decision_table(scores: pd.DataFrame, score_paths: list[str | Path]) -> pd.DataFrame:

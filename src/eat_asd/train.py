@@ -27,6 +27,7 @@ from .eat import EAT, HUB_PREFIX, POOLINGS, hub_commit, load_eat, resolve_checkp
 from .embed import autocast, check_precision, default_device, to_device
 from .features import FeatureFile, FeatureSettings
 from .io import atomic_path, write_csv, write_json
+from .errors import TrainingError
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,6 @@ LOSSES = ("softmax", "arcface")
 LR_SCHEDULES = ("cosine", "constant")
 
 
-class TrainingError(RuntimeError):
-    """Training cannot start or go on; the message says which setting or data is at fault."""
 
 
 @dataclass(frozen=True)

@@ -5,18 +5,17 @@ import sys
 from pathlib import Path
 
 from eat_asd.config import as_json, feature_values, machine_section, train_values
-from eat_asd.data import DataError
+from eat_asd.data import PARTS
 from eat_asd.plan import plan_workflow
 
+R = config["results"]
+
 try:
-    PLAN = plan_workflow(config)
-except (DataError, ValueError) as err:
+    PLAN = plan_workflow(config, hash_cache=f"{R}/.clip-hashes.json")
+except EatAsdError as err:
     raise WorkflowError(str(err)) from None
 
-R = config["results"]
-STAGE = f"python {workflow.basedir}/scripts/eat_asd_stage.py"
 MACHINES = list(PLAN)
-PARTS = ["train", "test"]
 TRAIN_MACHINES = [m for m, p in PLAN.items() if p.trains_encoder]
 ENCODER_IS_LOCAL = config["demo"] or Path(config["encoder"]).is_dir()
 ENCODER_OUT = f"{R}/encoder/encoder"
@@ -27,7 +26,7 @@ os.environ.setdefault("EAT_ASD_COMMAND", shlex.join(["snakemake", *sys.argv[1:]]
 wildcard_constraints:
     machine="|".join(MACHINES) if MACHINES else "NONE",
     section=r"\d+",
-    part="train|test",
+    part="|".join(PARTS),
 
 
 def submission_files(machine):
@@ -39,10 +38,19 @@ def submission_files(machine):
 
 
 def pretrained_encoder_files():
-    return [f"{config['encoder']}/config.json", f"{config['encoder']}/model.safetensors"] if ENCODER_IS_LOCAL else []
+    if not ENCODER_IS_LOCAL:
+        return []
+    return [
+        f"{config['encoder']}/config.json",
+        f"{config['encoder']}/model.safetensors",
+    ]
 
 
 # Params computed from wildcards alone, so Snakemake reruns exactly the machine whose settings changed.
+def clip_contents(wildcards):
+    return PLAN[wildcards.machine].content.get(wildcards.part, "")
+
+
 def embedding_params(wildcards):
     return as_json(machine_section(config, wildcards.machine, "embedding"))
 
@@ -60,6 +68,20 @@ def other_banks(wildcards, kind):
     if kind == "embeddings":
         return [f"{R}/embeddings/{m}.npz" for m in others]
     return [f"{R}/manifests/{m}.train.csv" for m in others]
+
+
+def results_lock(log):
+    """Hold a lock on the results folder while this run lasts (the OS drops it when the process ends)."""
+    from eat_asd.lock import lock_results
+
+    try:
+        lock_results(R)
+    except EatAsdError as err:
+        raise WorkflowError(str(err)) from None
+
+
+onstart:
+    results_lock(log)
 
 
 ALL_OUTPUTS = [f for m in MACHINES for f in submission_files(m)] + [

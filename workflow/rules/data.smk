@@ -10,19 +10,19 @@ if config["demo"]:
             [p for plan in PLAN.values() for part in PARTS for p in plan.files(part)],
             encoder_config=f"{config['encoder']}/config.json",
             encoder_weights=f"{config['encoder']}/model.safetensors",
-        params:
-            stage=STAGE,
-            d=config["demo"],
-            data_root=lambda wc, output: output[0].split("/dev_data/raw/")[0],
-            encoder=lambda wc, output: os.path.dirname(output.encoder_config),
         log:
             f"{R}/logs/make_demo.log",
         conda:
             "../../envs/torch.yaml"
+        params:
+            d=config["demo"],
+            data_root=config["data_root"],
+            encoder=lambda wc, output: os.path.dirname(output.encoder_config),
         shell:
-            "{params.stage} demo --data-root {params.data_root:q} --encoder {params.encoder:q}"
-            " --seed {params.d[seed]} --seconds {params.d[seconds]} --train-source {params.d[train_source]}"
-            " --train-target {params.d[train_target]} --test-per-cell {params.d[test_per_cell]} > {log} 2>&1"
+            "eat-asd demo --data-root {params.data_root:q} --encoder {params.encoder:q}"
+            " --seed {params.d[seed]:q} --seconds {params.d[seconds]:q}"
+            " --train-source {params.d[train_source]:q} --train-target {params.d[train_target]:q}"
+            " --test-per-cell {params.d[test_per_cell]:q} > {log:q} 2>&1"
 
 
 rule manifest:
@@ -30,16 +30,17 @@ rule manifest:
         lambda wc: PLAN[wc.machine].files(wc.part),
     output:
         f"{R}/manifests/{{machine}}.{{part}}.csv",
-    params:
-        stage=STAGE,
-        data_root=config["data_root"],
     log:
         f"{R}/logs/manifest/{{machine}}.{{part}}.log",
     conda:
         "../../envs/data.yaml"
+    params:
+        data_root=config["data_root"],
+        # digest of the clips' contents: a clip replaced with its modification time kept still reruns
+        contents=clip_contents,
     shell:
-        "{params.stage} discover {params.data_root:q} --machine {wildcards.machine} --part {wildcards.part}"
-        " --out {output} > {log} 2>&1"
+        "eat-asd discover {params.data_root:q} --machine {wildcards.machine:q} --part {wildcards.part:q}"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 rule features:
@@ -47,19 +48,18 @@ rule features:
         f"{R}/manifests/{{machine}}.{{part}}.csv",
     output:
         f"{R}/features/{{machine}}.{{part}}.safetensors",
-    params:
-        stage=STAGE,
-        settings=as_json(feature_values(config)),
-        batch=config["features"]["batch_size"],
-    threads: 2
-    resources:
-        mem_mb=4000,
     log:
         f"{R}/logs/features/{{machine}}.{{part}}.log",
     benchmark:
         f"{R}/benchmarks/features/{{machine}}.{{part}}.tsv"
     conda:
         "../../envs/torch.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+    params:
+        settings=as_json(feature_values(config)),
+        batch=config["features"]["batch_size"],
     shell:
-        "{params.stage} features --manifest {input} --settings {params.settings:q} --batch-size {params.batch}"
-        " --threads {threads} --out {output} > {log} 2>&1"
+        "eat-asd features --manifest {input:q} --settings {params.settings:q} --batch-size {params.batch:q}"
+        " --threads {threads} --out {output:q} > {log:q} 2>&1"

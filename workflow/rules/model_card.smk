@@ -14,17 +14,18 @@ rule model_card:
         auroc=rules.aggregate.output.auroc,
         training=f"{R}/encoder/summary.json",
         weights=f"{ENCODER_OUT}/model.safetensors",
-        manifests=expand(f"{R}/manifests/{{machine}}.{{part}}.csv", machine=MACHINES, part=PARTS),
+        manifests=expand(
+            f"{R}/manifests/{{machine}}.{{part}}.csv", machine=MACHINES, part=PARTS
+        ),
     output:
         f"{ENCODER_OUT}/README.md",
-    params:
-        stage=STAGE,
-        config=as_json(config),
     log:
         f"{R}/logs/model_card.log",
     conda:
         "../../envs/data.yaml"
+    params:
+        config=as_json(config),
     shell:
-        "{params.stage} model-card --summary {input.summary} --auroc {input.auroc} --training-summary {input.training}"
-        " --manifests {input.manifests} --config-json {params.config:q} --command \"$EAT_ASD_COMMAND\""
-        " --out {output} > {log} 2>&1"
+        "eat-asd model-card --summary {input.summary:q} --auroc {input.auroc:q}"
+        " --training-summary {input.training:q} --manifests {input.manifests:q}"
+        ' --config-json {params.config:q} --command "$EAT_ASD_COMMAND" --out {output:q} > {log:q} 2>&1'

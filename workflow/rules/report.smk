@@ -7,21 +7,31 @@ rule aggregate:
         # thresholds for the decisions table, read beside each score table
         info=expand(f"{R}/scores/{{machine}}.json", machine=MACHINES),
     output:
-        auroc=report(f"{R}/tables/auroc.csv", category="Tables"),
+        auroc=report(
+            f"{R}/tables/auroc.csv", caption="../report/auroc.rst", category="Tables"
+        ),
         auroc_md=f"{R}/tables/auroc.md",
-        dcase=report(f"{R}/tables/dcase_metrics.csv", category="Tables"),
+        dcase=report(
+            f"{R}/tables/dcase_metrics.csv",
+            caption="../report/dcase_metrics.rst",
+            category="Tables",
+        ),
         dcase_md=f"{R}/tables/dcase_metrics.md",
-        decisions=report(f"{R}/tables/decisions.csv", category="Tables"),
+        decisions=report(
+            f"{R}/tables/decisions.csv",
+            caption="../report/decisions.rst",
+            category="Tables",
+        ),
         decisions_md=f"{R}/tables/decisions.md",
         summary=f"{R}/tables/summary.json",
-    params:
-        stage=STAGE,
     log:
         f"{R}/logs/aggregate.log",
     conda:
         "../../envs/data.yaml"
+    params:
+        tables=lambda wc, output: os.path.dirname(output.auroc),
     shell:
-        "{params.stage} aggregate --scores {input.scores} --tables-dir $(dirname {output.auroc}) > {log} 2>&1"
+        "eat-asd aggregate --scores {input.scores:q} --tables-dir {params.tables:q} > {log:q} 2>&1"
 
 
 rule report:
@@ -30,19 +40,24 @@ rule report:
         dcase=rules.aggregate.output.dcase,
         summary=rules.aggregate.output.summary,
         decisions=rules.aggregate.output.decisions,
-        plots=expand(f"{R}/plots/{{machine}}_{{kind}}.png", machine=MACHINES, kind=["roc", "scores"]),
+        plots=expand(
+            f"{R}/plots/{{machine}}_{{kind}}.png",
+            machine=MACHINES,
+            kind=["roc", "scores"],
+        ),
         training=f"{R}/encoder/summary.json",
     output:
-        report(f"{R}/report.html", category="Report"),
-    params:
-        stage=STAGE,
-        config=as_json(config),
-        results=lambda wc, output: os.path.dirname(output[0]),
+        report(f"{R}/report.html", caption="../report/report.rst", category="Report"),
     log:
         f"{R}/logs/report.log",
     conda:
         "../../envs/data.yaml"
+    params:
+        config=as_json(config),
+        tables=lambda wc, input: os.path.dirname(input.auroc),
+        plots=lambda wc, input: os.path.dirname(input.plots[0]),
+        results=lambda wc, output: os.path.dirname(output[0]),
     shell:
-        "{params.stage} report --tables-dir $(dirname {input.auroc}) --plots-dir $(dirname {input.plots[0]})"
-        " --results-dir {params.results} --config-json {params.config:q} --training-summary {input.training}"
-        " --out {output} > {log} 2>&1"
+        "eat-asd report --tables-dir {params.tables:q} --plots-dir {params.plots:q}"
+        " --results-dir {params.results:q} --config-json {params.config:q}"
+        " --training-summary {input.training:q} --out {output:q} > {log:q} 2>&1"

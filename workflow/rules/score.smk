@@ -8,27 +8,29 @@ rule embed:
     input:
         encoder_config=f"{ENCODER_OUT}/config.json",
         encoder_weights=f"{ENCODER_OUT}/model.safetensors",
-        features=expand(f"{R}/features/{{{{machine}}}}.{{part}}.safetensors", part=PARTS),
+        features=expand(
+            f"{R}/features/{{{{machine}}}}.{{part}}.safetensors", part=PARTS
+        ),
         manifests=expand(f"{R}/manifests/{{{{machine}}}}.{{part}}.csv", part=PARTS),
     output:
         f"{R}/embeddings/{{machine}}.npz",
-    params:
-        stage=STAGE,
-        settings=embedding_params,
-        device=config["device"],
-    threads: 2
-    resources:
-        mem_mb=4000,
     log:
         f"{R}/logs/embed/{{machine}}.log",
     benchmark:
         f"{R}/benchmarks/embed/{{machine}}.tsv"
     conda:
         "../../envs/torch.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+    params:
+        encoder=lambda wc, input: os.path.dirname(input.encoder_config),
+        settings=embedding_params,
+        device=config["device"],
     shell:
-        "{params.stage} embed --encoder $(dirname {input.encoder_config}) --features {input.features}"
-        " --manifests {input.manifests} --settings {params.settings:q} --device {params.device}"
-        " --threads {threads} --out {output} > {log} 2>&1"
+        "eat-asd embed --encoder {params.encoder:q} --features {input.features:q}"
+        " --manifests {input.manifests:q} --settings {params.settings:q} --device {params.device:q}"
+        " --threads {threads} --out {output:q} > {log:q} 2>&1"
 
 
 rule score:
@@ -40,22 +42,32 @@ rule score:
     output:
         scores=f"{R}/scores/{{machine}}.csv",
         info=f"{R}/scores/{{machine}}.json",
-        roc=report(f"{R}/plots/{{machine}}_roc.png", category="ROC curves", labels={"machine": "{machine}"}),
-        hist=report(f"{R}/plots/{{machine}}_scores.png", category="Score histograms", labels={"machine": "{machine}"}),
-    params:
-        stage=STAGE,
-        settings=scoring_params,
-    threads: 1
-    resources:
-        mem_mb=2000,
+        roc=report(
+            f"{R}/plots/{{machine}}_roc.png",
+            caption="../report/roc.rst",
+            category="ROC curves",
+            labels={"machine type": "{machine}"},
+        ),
+        hist=report(
+            f"{R}/plots/{{machine}}_scores.png",
+            caption="../report/scores.rst",
+            category="Score histograms",
+            labels={"machine type": "{machine}"},
+        ),
     log:
         f"{R}/logs/score/{{machine}}.log",
     conda:
         "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    params:
+        settings=scoring_params,
     shell:
-        "{params.stage} score --embeddings {input.embeddings} --manifests {input.manifests} --settings {params.settings:q}"
-        " --bank-embeddings {input.bank_embeddings} --bank-manifests {input.bank_manifests}"
-        " --threads {threads} --out {output.scores} --info {output.info} --plots-dir $(dirname {output.roc}) > {log} 2>&1"
+        "eat-asd score --embeddings {input.embeddings:q} --manifests {input.manifests:q}"
+        " --bank-embeddings {input.bank_embeddings:q} --bank-manifests {input.bank_manifests:q}"
+        " --settings {params.settings:q} --threads {threads} --out {output.scores:q}"
+        " --info {output.info:q} --roc {output.roc:q} --histogram {output.hist:q} > {log:q} 2>&1"
 
 
 # DCASE submission files of one section, cut from the machine type's score table (tiny: run locally).
@@ -69,12 +81,10 @@ rule submission:
     output:
         scores=f"{R}/submission/anomaly_score_{{machine}}_section_{{section}}_test.csv",
         decisions=f"{R}/submission/decision_result_{{machine}}_section_{{section}}_test.csv",
-    params:
-        stage=STAGE,
     log:
         f"{R}/logs/submission/{{machine}}_{{section}}.log",
     conda:
         "../../envs/data.yaml"
     shell:
-        "{params.stage} submission --scores {input} --section {wildcards.section}"
-        " --out-dir $(dirname {output.scores}) > {log} 2>&1"
+        "eat-asd submission --scores {input:q} --section {wildcards.section:q}"
+        " --out-scores {output.scores:q} --out-decisions {output.decisions:q} > {log:q} 2>&1"

@@ -1,12 +1,14 @@
 # ONE shared encoder, fine-tuned on the training normals of every training machine type.
 # It reruns when its training data (train-part features and manifests of TRAIN_MACHINES) or its
-# settings (encoder, encoder_revision, features, finetune, lora, train, embedding.pooling) change. Test clips, score-only machine
-# types and embedding/scoring settings never retrain it.
+# settings (encoder, encoder_revision, features, finetune, lora, train, embedding.pooling) change.
+# Test clips, score-only machine types and the other embedding/scoring settings never retrain it.
 
 
 rule train_encoder:
     input:
-        features=expand(f"{R}/features/{{machine}}.train.safetensors", machine=TRAIN_MACHINES),
+        features=expand(
+            f"{R}/features/{{machine}}.train.safetensors", machine=TRAIN_MACHINES
+        ),
         manifests=expand(f"{R}/manifests/{{machine}}.train.csv", machine=TRAIN_MACHINES),
         pretrained=pretrained_encoder_files(),
     output:
@@ -15,25 +17,31 @@ rule train_encoder:
         modeling=f"{ENCODER_OUT}/modeling_eat.py",
         summary=f"{R}/encoder/summary.json",
         log_csv=f"{R}/encoder/train_log.csv",
-    params:
-        stage=STAGE,
-        # a local pre-trained encoder is an input (its changes retrain); a Hub id is passed as is
-        encoder=lambda wc, input: os.path.dirname(input.pretrained[0]) if input.pretrained else config["encoder"],
-        revision=f"--encoder-revision {config['encoder_revision']}" if config["encoder_revision"] else "",
-        settings=as_json(train_values(config)),
-        features=as_json(feature_values(config)),
-        device=config["device"],
-        out=lambda wc, output: os.path.dirname(output.summary),
-    threads: config["train"]["threads"]
-    resources:
-        mem_mb=8000,
     log:
         f"{R}/logs/train_encoder.log",
     benchmark:
         f"{R}/benchmarks/train_encoder.tsv"
     conda:
         "../../envs/torch.yaml"
+    # the default; profiles set it per machine (set-threads), --cores caps it
+    threads: 8
+    resources:
+        mem_mb=8000,
+    params:
+        # a local pre-trained encoder is an input (its changes retrain); a Hub id is passed as is
+        encoder=lambda wc, input: (
+            os.path.dirname(input.pretrained[0])
+            if input.pretrained
+            else config["encoder"]
+        ),
+        revision=config["encoder_revision"] or "",
+        settings=as_json(train_values(config)),
+        features=as_json(feature_values(config)),
+        device=config["device"],
+        out=lambda wc, output: os.path.dirname(output.summary),
     shell:
-        "{params.stage} train --encoder {params.encoder:q} {params.revision} --features {input.features} --manifests {input.manifests}"
-        " --settings {params.settings:q} --feature-settings {params.features:q}"
-        " --device {params.device} --threads {threads} --out {params.out} > {log} 2>&1"
+        "eat-asd train --encoder {params.encoder:q} --encoder-revision {params.revision:q}"
+        " --features {input.features:q}"
+        " --manifests {input.manifests:q} --settings {params.settings:q}"
+        " --feature-settings {params.features:q} --device {params.device:q} --threads {threads}"
+        " --out {params.out:q} > {log:q} 2>&1"

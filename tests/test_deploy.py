@@ -1,0 +1,220 @@
+"""The ways users deploy the workflow: per-job envs without torch, a killed run, a moved checkout,
+paths with spaces and shell characters, use as a module, a results folder shared by two runs."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from workflow_helpers import (MACHINES, REPO, SMALL_DEMO, planned_jobs, snakemake, snakemake_command, venv_env,
+                              write_config)
+
+pytestmark = pytest.mark.slow
+LIGHT_RULES = {"manifest", "submission", "aggregate", "report"}  # the rules whose env is envs/data.yaml
+
+
+def env_packages(env_file: Path) -> list[str]:
+    env = yaml.safe_load(env_file.read_text())
+    return next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+
+
+def copy_workdir(src: Path, dst: Path) -> Path:
+    """A copy that keeps modification times (as cp -a does)."""
+    shutil.copytree(src, dst, symlinks=True)
+    return dst
+
+
+def scores_of(workdir: Path) -> dict[str, pd.DataFrame]:
+    return {m: pd.read_csv(workdir / "results" / "scores" / f"{m}.csv") for m in MACHINES}
+
+
+def assert_same_scores(a: dict, b: dict) -> None:
+    for m in MACHINES:
+        assert a[m]["filename"].tolist() == b[m]["filename"].tolist()
+        assert (a[m]["score"] - b[m]["score"]).abs().max() < 1e-6, m
+        assert a[m]["decision"].tolist() == b[m]["decision"].tolist()
+
+
+def test_light_rules_use_the_data_env():
+    for name in ("data", "report", "score", "train"):
+        text = (REPO / "workflow" / "rules" / f"{name}.smk").read_text()
+        for block in text.split("rule ")[1:]:
+            rule = block.split(":")[0].strip()
+            env = "data.yaml" if rule in LIGHT_RULES else "torch.yaml"
+            assert f'"../../envs/{env}"' in block, f"rule {rule} should run in envs/{env}"
+
+
+def test_light_commands_never_import_torch(tmp_path):
+    """With torch unimportable (as in the data env), the light subcommands still start and run."""
+    (tmp_path / "sitecustomize.py").write_text('import sys\nsys.modules["torch"] = None\n')
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    check = "import eat_asd.cli, eat_asd.stages, eat_asd.plan, eat_asd.metrics, eat_asd.report, eat_asd.config"
+    out = subprocess.run([sys.executable, "-c", check + "; import torch"], env=env, capture_output=True, text=True)
+    assert "import of torch halted" in out.stderr  # the block works, and nothing before it needed torch
+    data = tmp_path / "data" / "dev_data" / "train" / "fan"
+    data.mkdir(parents=True)
+    import numpy as np
+    import soundfile as sf
+    sf.write(data / "normal_0000.wav", np.zeros(1600, dtype=np.float32), 16000)
+    out = subprocess.run([sys.executable, "-m", "eat_asd", "discover", str(tmp_path / "data"), "--out", str(tmp_path / "m.csv")],
+                         env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert pd.read_csv(tmp_path / "m.csv")["machine"].tolist() == ["fan"]
+
+
+def test_light_jobs_run_in_a_venv_built_from_the_data_env_alone(demo_run, tmp_path):
+    """The closest check of --use-conda here: the pip list of envs/data.yaml, nothing else, runs the light jobs."""
+    workdir, _, _ = demo_run
+    venv = tmp_path / "data env"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    packages = [os.path.expandvars(p.replace("${EAT_ASD_SOURCE}", str(REPO))) for p in env_packages(REPO / "envs" / "data.yaml")]
+    args = [a for p in packages for a in (p.split(" ", 1) if p.startswith("-e ") else [p])]
+    pip = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", *args], capture_output=True, text=True)
+    assert pip.returncode == 0, pip.stderr[-3000:]
+    assert subprocess.run([str(venv / "bin" / "python"), "-c", "import torch"], capture_output=True).returncode != 0
+
+    work = copy_workdir(workdir, tmp_path / "work")
+    before = scores_of(work)
+    expected_tables = (work / "results" / "tables" / "auroc.csv").read_text()
+    for path in ("tables", "submission", "report.html"):
+        target = work / "results" / path
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    run = snakemake(work, "--cores", "2", env=venv_env(venv / "bin"))
+    ran = {line.split()[1] for line in (run.stdout + run.stderr).splitlines() if line.startswith("rule ")}
+    assert ran and ran <= LIGHT_RULES | {"all"}, ran
+    assert (work / "results" / "tables" / "auroc.csv").read_text() == expected_tables
+    assert (work / "results" / "report.html").is_file()
+    assert_same_scores(before, scores_of(work))
+    # the manifest job: its command in the light env gives the workflow's manifest
+    for machine in MACHINES:
+        out = tmp_path / f"{machine}.test.csv"
+        subprocess.run([str(venv / "bin" / "eat-asd"), "discover", "demo/data", "--machine", machine, "--part", "test",
+                        "--out", str(out)], cwd=work, check=True, capture_output=True)
+        assert out.read_text() == (work / "results" / "manifests" / f"{machine}.test.csv").read_text()
+
+
+def test_moved_checkout_with_spaces_has_nothing_to_do(demo_run, tmp_path):
+    """Clone the checkout elsewhere (a path with a space) and copy the results: the dry run is empty."""
+    workdir, _, _ = demo_run
+    clone = tmp_path / "moved checkout" / "eat asd"
+    subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True)
+    for path in ("Snakefile", "workflow", "profiles"):  # the working tree's rules, committed or not
+        shutil.rmtree(clone / path) if (clone / path).is_dir() else (clone / path).unlink()
+        (shutil.copytree if (REPO / path).is_dir() else shutil.copy2)(REPO / path, clone / path)
+    work = copy_workdir(workdir, tmp_path / "moved work dir")
+    out = snakemake(work, "-n", snakefile=clone / "Snakefile")
+    assert "Nothing to be done" in out.stdout + out.stderr, out.stdout[-3000:]
+
+
+def test_kill_9_during_training_then_a_plain_rerun_completes_with_the_same_scores(demo_run, tmp_path):
+    workdir, _, _ = demo_run
+    killed, reference = copy_workdir(workdir, tmp_path / "killed"), copy_workdir(workdir, tmp_path / "reference")
+    for work in (killed, reference):  # a training setting changes: the encoder and all after it rerun
+        write_config(work, train={**SMALL_DEMO["train"], "epochs": 4})
+    snakemake(reference, "--cores", "2")
+
+    log = killed / "results" / "logs" / "train_encoder.log"
+    started = time.time()
+    proc = subprocess.Popen(snakemake_command(killed, "--cores", "2"), env=venv_env(), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while "epoch 2/4" not in (log.read_text(errors="replace") if log.is_file() and log.stat().st_mtime >= started else ""):
+            assert proc.poll() is None, "the run ended before training got going"
+            assert time.time() - started < 600
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    snakemake(killed, "--unlock")
+    rerun = snakemake(killed, "--cores", "2")
+    assert "Using workflow specific profile" in rerun.stdout + rerun.stderr  # profiles/default applies by itself
+    assert_same_scores(scores_of(reference), scores_of(killed))
+
+
+def test_module_in_a_path_with_spaces_and_shell_characters(demo_run, tmp_path):
+    """Another workflow imports this one as a module; its results folder name holds a space and $(...)."""
+    workdir, _, _ = demo_run
+    project = tmp_path / "my project"
+    project.mkdir()
+    write_config(project, results="out dir $(touch PWNED)")
+    (project / "Snakefile").write_text(f'''
+configfile: "config.yaml"
+
+
+module eat_asd:
+    snakefile:
+        {str(REPO / "Snakefile")!r}
+    config:
+        config
+
+
+use rule * from eat_asd as eat_asd_*
+''')
+    snakemake(project, "--cores", "2", snakefile=project / "Snakefile")
+    assert not list(tmp_path.rglob("PWNED")) and not Path("PWNED").exists()
+    results = project / "out dir $(touch PWNED)"
+    for m in MACHINES:
+        a = pd.read_csv(workdir / "results" / "scores" / f"{m}.csv")
+        b = pd.read_csv(results / "scores" / f"{m}.csv")
+        assert (a["score"] - b["score"]).abs().max() < 1e-6
+    assert (results / "report.html").is_file()
+
+
+def test_a_second_run_into_a_locked_results_folder_stops(tmp_path):
+    results = tmp_path / "shared results"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from eat_asd.lock import lock_results; "
+                               "lock_results(sys.argv[1]); print('locked', flush=True); time.sleep(120)", str(results)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        write_config(tmp_path, results=str(results))
+        out = snakemake(tmp_path, "--cores", "1", check=False)
+        assert out.returncode != 0
+        assert f"results folder {results} is in use by another run" in out.stdout + out.stderr
+        assert not (tmp_path / "demo").exists()  # stopped before the first job
+    finally:
+        holder.kill()
+        holder.wait()
+    snakemake(tmp_path, "-n")  # the lock is gone with its holder
+
+
+def test_unsafe_machine_folder_name_is_refused_at_planning(tmp_path):
+    root = tmp_path / "data"
+    for name in ("fan`touch X`", "pump"):
+        folder = root / "dev_data" / "train" / name
+        folder.mkdir(parents=True)
+        import numpy as np
+        import soundfile as sf
+        sf.write(folder / "normal_0000.wav", np.zeros(1600, dtype=np.float32), 16000)
+    write_config(tmp_path, demo=None, data_root=str(root))
+    out = snakemake(tmp_path, "-n", check=False)
+    assert out.returncode != 0
+    assert "fan`touch X`" in out.stdout + out.stderr and "may hold only letters" in out.stdout + out.stderr
+    assert not (tmp_path / "X").exists()
+
+
+def test_snakefmt_and_lint_are_clean(demo_run):
+    out = subprocess.run([str(Path(sys.executable).parent / "snakefmt"), "--check", "Snakefile", "workflow"],
+                         cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    workdir, _, _ = demo_run
+    lint = snakemake(workdir, "--lint")
+    assert "Congratulations, your workflow is in a good condition!" in lint.stdout + lint.stderr
+
+
+def test_slurm_profile_groups_the_small_jobs(demo_run):
+    """Dry run through the SLURM profile: one submission per machine type for its data, one for its scores."""
+    workdir, _, _ = demo_run
+    out = snakemake(workdir, "-n", "--forceall", "--profile", str(REPO / "slurm"))
+    text = out.stdout + out.stderr
+    jobs = planned_jobs(text)
+    assert jobs["manifest"] == jobs["features"] == 2 * len(MACHINES)
+    groups = {line.split("group job")[1].split()[0] for line in text.splitlines() if "group job" in line}
+    assert groups == {f"prep_{m}" for m in MACHINES} | {f"score_{m}" for m in MACHINES} | {"summary"}, groups
