@@ -152,7 +152,7 @@ def test_unseen_dcase2020_folder_with_a_local_encoder(tmp_path, reference):
     os.utime(clip, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     text = snakemake(tmp_path, "-n", *config).stdout
     assert planned_jobs(text) == {"manifest": 1, "features": 1, "embed": 1, "score": 1, "submission": 1,
-                                  "aggregate": 1, "report": 1, "all": 1}
+                                  "aggregate": 1, "report": 1, "model_card": 1, "all": 1}
     assert planned_wildcards(text) == {"machine=valve, part=test", "machine=valve", "machine=valve, section=04"}
 
 

@@ -34,13 +34,13 @@ rule train_encoder:
             if input.pretrained
             else config["encoder"]
         ),
-        revision=config["encoder_revision"] or "",
+        revision=config["encoder_revision"] or "",  # empty: main
         settings=as_json(train_values(config)),
         features=as_json(feature_values(config)),
         device=config["device"],
         out=lambda wc, output: os.path.dirname(output.summary),
     shell:
-        "eat-asd train --encoder {params.encoder:q} --encoder-revision {params.revision:q}"
+        "eat-asd train --encoder {params.encoder:q} --encoder-revision={params.revision:q}"
         " --features {input.features:q}"
         " --manifests {input.manifests:q} --settings {params.settings:q}"
         " --feature-settings {params.features:q} --device {params.device:q} --threads {threads}"
