@@ -41,3 +41,38 @@ def demo_run(tmp_path_factory):
     dry = snakemake(workdir, "-n")
     run = snakemake(workdir, "--cores", "2")
     return workdir, dry.stdout + dry.stderr, run
+
+
+def write_ground_truth(clips, out: Path, attributes_layout: str = "flat", seed: int = 0) -> dict[str, str]:
+    """Ground-truth folders in the official evaluators' format for labelled clips (columns machine,
+    section, filename, label, domain), under shuffled anonymised names section_XX_NNNN.wav.
+    Returns {original file name: anonymised name}."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    names = {}
+    for (machine, section), g in clips.groupby(["machine", "section"]):
+        order = rng.permutation(len(g))
+        rows = [(f"section_{section}_{i + 1:04d}.wav", g.iloc[j]) for i, j in enumerate(order)]
+        stem = f"ground_truth_{machine}_section_{section}_test.csv"
+        for folder, text in (
+            ("ground_truth_data", "".join(f"{a},{int(r['label'] == 'anomaly')}\n" for a, r in rows)),
+            ("ground_truth_domain", "".join(f"{a},{int(r['domain'] == 'target')}\n" for a, r in rows)),
+        ):
+            (out / folder).mkdir(parents=True, exist_ok=True)
+            (out / folder / stem).write_text(text)
+        mapping = "".join(f"{a},{Path(r['filename']).stem}\n" for a, r in rows)
+        if attributes_layout == "flat":  # the evaluators' own layout: no header, original name without .wav
+            path = out / "ground_truth_attributes" / stem
+        else:
+            path = out / "ground_truth_attributes" / machine / f"attributes_{section}.csv"
+            mapping = "file_name,original_file_name\n" + mapping
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(mapping)
+        names.update({r["filename"]: a for a, r in rows})
+    return names
+
+
+@pytest.fixture(scope="session")
+def ground_truth_writer():
+    return write_ground_truth

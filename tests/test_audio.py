@@ -72,3 +72,107 @@ def test_bad_files_name_the_file(tmp_path, make, message):
     with pytest.raises(AudioError, match=message) as err:
         load_wav(path)
     assert "bad_clip.wav" in str(err.value)
+
+
+def write_tone(path, seconds=1.0, rate=16000, channels=1, subtype="PCM_16"):
+    t = np.arange(int(seconds * rate)) / rate
+    wav = 0.3 * np.sin(2 * np.pi * 440 * t)
+    sf.write(path, np.stack([wav] * channels, axis=1) if channels > 1 else wav, rate, subtype=subtype)
+    return path
+
+
+def test_truncated_wav_is_refused_not_read_shorter(tmp_path):
+    """libsndfile reads a cut-off copy silently as a shorter clip."""
+    from eat_asd.audio import audio_info
+
+    full = write_tone(tmp_path / "full.wav").read_bytes()
+    cut = tmp_path / "cut_clip.wav"
+    cut.write_bytes(full[: len(full) // 2])
+    for read in (load_wav, audio_info):
+        with pytest.raises(AudioError, match=r"cut_clip.wav: truncated: its header announces 1.00 s of audio, the file holds 0.50 s"):
+            read(cut)
+    streamed = tmp_path / "streamed.wav"  # length unknown when the header was written: not truncated
+    data_at = full.index(b"data") + 4
+    streamed.write_bytes(full[:data_at] + b"\xff\xff\xff\xff" + full[data_at + 4 :])
+    assert load_wav(tmp_path / "full.wav")[0].shape == (16000,)
+    assert audio_info(streamed)[0] == 16000
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_samples_are_refused_naming_the_file(tmp_path, bad):
+    wav = np.full(1600, 0.1, dtype=np.float32)
+    wav[800] = bad
+    sf.write(tmp_path / "nan_clip.wav", wav, 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match=r"nan_clip.wav: 1 of 1600 samples are NaN or infinite \(the first at 0.050 s\)"):
+        load_wav(tmp_path / "nan_clip.wav")
+
+
+def test_fbank_frames_counts_the_frames_the_fbank_has():
+    from eat_asd.audio import fbank_frames, raw_fbank
+
+    for n, rate in [(16000, 16000), (399, 16000), (400, 16000), (44100, 44100), (22050 + 7, 22050), (8000, 48000)]:
+        assert fbank_frames(n, rate) == raw_fbank(np.zeros(n, np.float32), rate).shape[0], (n, rate)
+
+
+def test_feature_job_names_every_bad_clip_and_writes_nothing(tmp_path):
+    """Before, NaN samples went into the features and failed only at scoring ('Input contains NaN')."""
+    from eat_asd.features import FeatureSettings, build_feature_file
+
+    good = write_tone(tmp_path / "good.wav")
+    nan = np.full(16000, 0.1, dtype=np.float32)
+    nan[5] = np.nan
+    sf.write(tmp_path / "nan_clip.wav", nan, 16000, subtype="FLOAT")
+    short = write_tone(tmp_path / "short_clip.wav", seconds=0.3)
+    cut = tmp_path / "cut_clip.wav"
+    cut.write_bytes(good.read_bytes()[:20000])
+    paths = [str(p) for p in (good, tmp_path / "nan_clip.wav", short, cut)]
+    with pytest.raises(AudioError, match="3 of 4 clip") as err:
+        build_feature_file(paths, ["a", "b", "c", "d"], FeatureSettings(target_frames=96), tmp_path / "f.safetensors",
+                           batch_size=2)
+    for name in ("nan_clip.wav: 1 of 16000 samples are NaN", "short_clip.wav: too short: 28 fbank frames",
+                 "cut_clip.wav: truncated"):
+        assert name in str(err.value)
+    assert not (tmp_path / "f.safetensors").exists()
+
+
+def test_feature_file_stores_what_the_features_changed(tmp_path, caplog):
+    from eat_asd.audio_notes import read_audio_notes
+    from eat_asd.features import FeatureSettings, build_feature_file
+
+    clips = [write_tone(tmp_path / "plain.wav", 1.0), write_tone(tmp_path / "cd.wav", 1.0, rate=44100, channels=2),
+             write_tone(tmp_path / "short.wav", 0.8), write_tone(tmp_path / "long.wav", 1.5, rate=22050)]
+    with caplog.at_level("INFO"):
+        build_feature_file([str(p) for p in clips], list("abcd"), FeatureSettings(target_frames=96), tmp_path / "f.safetensors")
+    notes = read_audio_notes(tmp_path / "f.safetensors")
+    assert (notes.clips, notes.resampled, notes.mixed_down, notes.padded, notes.cropped) == (4, 2, 1, 1, 3)
+    assert notes.sample_rates == {"44100": 1, "22050": 1} and notes.shortest_frames == 78
+    assert notes.examples["mixed_down"] == ["cd.wav"] and notes.examples["padded"] == ["short.wav"]
+    line = [r for r in caplog.records if "f.safetensors" in r.getMessage()]
+    assert len(line) == 1 and line[0].levelname == "WARNING"
+    assert "2 resampled to 16 kHz (from 22050 Hz: 1, 44100 Hz: 1); 1 mixed down to mono; 1 zero-padded" in line[0].getMessage()
+
+
+def test_audio_notes_of_older_or_broken_feature_files(tmp_path):
+    from safetensors.torch import save_file
+
+    from eat_asd.audio_notes import read_audio_notes
+
+    save_file({"features": torch.zeros(1, 16, 128)}, str(tmp_path / "old.safetensors"), metadata={"keys": "[]"})
+    assert read_audio_notes(tmp_path / "old.safetensors") is None
+    (tmp_path / "broken.safetensors").write_bytes(b"\x05")
+    with pytest.raises(ValueError, match="broken.safetensors: not a readable feature file"):
+        read_audio_notes(tmp_path / "broken.safetensors")
+
+
+def test_manifest_names_every_truncated_clip_at_once(tmp_path):
+    """Before, truncated clips passed the manifest job silently (read as shorter clips)."""
+    from eat_asd.data import discover
+
+    folder = tmp_path / "data" / "fan" / "train"
+    folder.mkdir(parents=True)
+    full = write_tone(tmp_path / "full.wav").read_bytes()
+    for i in range(3):
+        (folder / f"section_00_source_train_normal_{i:04d}.wav").write_bytes(full if i == 1 else full[:30000])
+    with pytest.raises(AudioError, match="2 of 3 clip") as err:
+        discover(tmp_path / "data")
+    assert "normal_0000.wav: truncated" in str(err.value) and "normal_0002.wav: truncated" in str(err.value)

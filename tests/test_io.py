@@ -44,3 +44,41 @@ def test_json_has_no_nan(tmp_path):
     text = (tmp_path / "s.json").read_text()
     assert "NaN" not in text and "Infinity" not in text
     assert json.loads(text) == {"auc": None, "values": [1.0, None], "n": 3}
+
+
+def test_atomic_dir_replaces_a_folder_whole_or_not_at_all(tmp_path):
+    from eat_asd.io import atomic_dir
+
+    target = tmp_path / "adapter"
+    with atomic_dir(target) as tmp:
+        (tmp / "a.txt").write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as tmp:
+            (tmp / "a.txt").write_text("half")
+            raise RuntimeError("job killed")
+    assert (target / "a.txt").read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["adapter"]
+    with atomic_dir(target) as tmp:
+        (tmp / "b.txt").write_text("new")
+    assert [p.name for p in target.iterdir()] == ["b.txt"] and [p.name for p in tmp_path.iterdir()] == ["adapter"]
+
+
+def test_atomic_dir_puts_the_old_folder_back_when_the_swap_fails(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from eat_asd.io import atomic_dir
+
+    target = tmp_path / "adapter"
+    with atomic_dir(target) as tmp:
+        (tmp / "a.txt").write_text("old")
+    real = Path.rename
+
+    def fail_for_the_new_folder(self, dest):
+        if self.name.endswith(".tmp"):
+            raise OSError("disk gone")
+        return real(self, dest)
+
+    monkeypatch.setattr(Path, "rename", fail_for_the_new_folder)
+    with pytest.raises(OSError, match="disk gone"):
+        with atomic_dir(target) as tmp:
+            (tmp / "a.txt").write_text("new")
+    assert (target / "a.txt").read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["adapter"]

@@ -5,19 +5,29 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from eat_asd.report import histogram_bins, markdown_table, plot_histogram, plot_roc
+from eat_asd.metrics import dcase_metrics
+from eat_asd.report import histogram_bins, html_report, link_target, markdown_table, plot_histogram, plot_roc
 
 
-def scores_frame(rng, sections=("00", "01")):
+def scores_frame(rng, sections=("00", "01"), domains=("none",)):
     rows = []
     for section in sections:
-        for label, centre in (("normal", 0.01), ("anomaly", 0.05)):
-            for _ in range(15):
-                rows.append(dict(section=section, label=label, score=rng.gamma(4.0, centre / 4)))
+        for domain in domains:
+            for label, centre in (("normal", 0.01 if domain != "target" else 0.02), ("anomaly", 0.05)):
+                for _ in range(15):
+                    score = rng.gamma(4.0, centre / 4)
+                    rows.append(dict(machine="fan", section=section, domain=domain, label=label, score=score,
+                                     decision=int(score > 0.03)))
     return pd.DataFrame(rows)
 
 
-def test_roc_plot_draws_the_pooled_and_per_section_curves(tmp_path):
+def png_size(path):
+    data = path.read_bytes()
+    assert data[:4] == b"\x89PNG"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_roc_plot_without_domains_draws_the_pooled_and_per_section_curves(tmp_path):
     frame = scores_frame(np.random.default_rng(0))
     drawn = plot_roc(frame, tmp_path / "roc.png", "fan")
     y = frame["label"] == "anomaly"
@@ -25,7 +35,7 @@ def test_roc_plot_draws_the_pooled_and_per_section_curves(tmp_path):
     one = frame[frame["section"] == "01"]
     assert drawn["section 01"] == pytest.approx(roc_auc_score(one["label"] == "anomaly", one["score"]))
     assert set(drawn) == {"all clips", "section 00", "section 01"}
-    assert (tmp_path / "roc.png").read_bytes()[:4] == b"\x89PNG"
+    assert png_size(tmp_path / "roc.png") == (600, 450)  # one panel
     # unlabeled clips only: a placeholder figure, no curve
     assert plot_roc(frame.assign(label="unknown"), tmp_path / "none.png", "fan") == {}
     assert (tmp_path / "none.png").is_file()
@@ -40,7 +50,55 @@ def test_histogram_uses_a_log_axis_for_heavy_tailed_scores(tmp_path):
     # a zero distance (a duplicate clip) cannot go on a log axis
     assert not histogram_bins(np.array([0.0, 1e-4, 0.3]))[1]
     frame = scores_frame(np.random.default_rng(1), sections=("00",))
-    assert plot_histogram(frame, np.array([0.001, 0.01, 0.02]), 0.02, tmp_path / "h.png", "fan") is True
+    assert plot_histogram(frame, np.array([0.001, 0.01, 0.02]), None, 0.02, tmp_path / "h.png", "fan") is True
+
+
+def test_roc_curves_are_split_by_domain_as_the_official_auc(tmp_path):
+    frame = scores_frame(np.random.default_rng(2), domains=("source", "target"))
+    drawn = plot_roc(frame, tmp_path / "roc.png", "fan")
+    assert set(drawn) == {f"{d}: {c}" for d in ("source", "target") for c in ("all sections", "section 00", "section 01")}
+    table = dcase_metrics(frame)[0].set_index("section")
+    for domain in ("source", "target"):  # each section's curve is the one its AUC (domain) measures
+        for section in ("00", "01"):
+            assert drawn[f"{domain}: section {section}"] == pytest.approx(table.loc[section, f"AUC ({domain})"])
+    pooled = frame[((frame["domain"] == "target") & (frame["label"] == "normal")) | (frame["label"] == "anomaly")]
+    assert drawn["target: all sections"] == pytest.approx(roc_auc_score(pooled["label"] == "anomaly", pooled["score"]))
+    assert png_size(tmp_path / "roc.png") == (1200, 450)  # two panels side by side
+    # a domain with no labelled clips gets no panel
+    assert set(plot_roc(frame[frame["domain"] == "source"], tmp_path / "s.png", "fan")) == {
+        "source: all sections", "source: section 00", "source: section 01"}
+    assert png_size(tmp_path / "s.png") == (600, 450)
+
+
+def test_histogram_panels_per_domain(tmp_path):
+    frame = scores_frame(np.random.default_rng(3), sections=("00",), domains=("source", "target"))
+    train = np.array([0.01, 0.012, 0.02, 0.03])
+    plot_histogram(frame, train, np.array(["source", "source", "target", "target"]), 0.03, tmp_path / "h.png", "fan")
+    assert png_size(tmp_path / "h.png") == (1200, 450)
+    plot_histogram(frame.assign(label="unknown", domain="unknown"), train, None, 0.03, tmp_path / "u.png", "fan")
+    assert png_size(tmp_path / "u.png") == (600, 450)  # unlabeled evaluation clips: one panel
+
+
+def test_report_links_work_from_the_report_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert link_target("results/tables/auroc.csv", "results/report.html") == "tables/auroc.csv"
+    assert link_target(tmp_path / "results" / "scores", tmp_path / "results" / "report.html") == "scores"
+    assert link_target("elsewhere/x.csv", "results/report.html") == "../elsewhere/x.csv"
+
+
+def test_report_leads_with_the_official_score_and_names_left_out_values(tmp_path):
+    frame = scores_frame(np.random.default_rng(4), domains=("source", "target"))
+    frame = frame[~((frame["section"] == "01") & (frame["domain"] == "target"))]
+    table, means, summary, notes = dcase_metrics(frame)
+    auroc = pd.DataFrame({"machine_type": ["fan", "overall"], "auroc": [0.9, 0.9], "n_normal": [45, 45], "n_anomaly": [45, 45]})
+    decisions = pd.DataFrame({"machine_type": ["fan"], "section": ["00"], "n_test": [90], "n_flagged": [40]})
+    html_report(tmp_path / "r.html", auroc, table, means, decisions, dict(summary, evaluation_only=False), notes, {},
+                {}, {"Result table (CSV)": str(tmp_path / "tables" / "dcase_metrics.csv")})
+    page = (tmp_path / "r.html").read_text()
+    order = [page.index(t) for t in ("Official DCASE score", "<h2>Result table", "Means over all", "<h2>AUROC per machine type")]
+    assert order == sorted(order)
+    assert "could not include 1 undefined value(s): AUC (target) of fan section 01" in page
+    assert "dcase2024_task2_evaluator" in page and "href='tables/dcase_metrics.csv'" in page
 
 
 def test_markdown_table_formats_numbers_and_missing_values():

@@ -90,8 +90,9 @@ def test_score_machine_is_reproducible_and_separates():
     test = np.concatenate([centre + 0.1 * rng.normal(size=(10, 16)), rng.normal(size=(10, 16))])
     tm, qm = meta([("00", "source")] * 40), meta([("00", "source")] * 20)
     qm["label"] = ["normal"] * 10 + ["anomaly"] * 10
-    a, thr, train_scores = score_machine(train, tm, test, qm, ScoreSettings())
-    b, thr2, _ = score_machine(train, tm, test, qm, ScoreSettings())
+    a, thr, train_scores, k_used = score_machine(train, tm, test, qm, ScoreSettings())
+    b, thr2, _, _ = score_machine(train, tm, test, qm, ScoreSettings())
+    assert k_used == {"test": 1, "threshold": 1}
     assert a.equals(b) and thr == thr2 and len(train_scores) == 40
     assert a.loc[:9, "score"].max() < a.loc[10:, "score"].min()
     assert a.loc[10:, "decision"].all() and a.loc[:9, "decision"].mean() < 0.5
@@ -158,3 +159,16 @@ def test_global_bank_of_every_machine_type():
     with pytest.raises(ValueError, match="dimensions"):
         score_machine(fan_train, tm, fan_test, qm, ScoreSettings(bank_split="all"), np.ones((2, 5)), pm)
     assert ScoreSettings(bank_split="all").bank_split == "all"
+
+
+def test_score_machine_says_which_k_small_banks_allowed(caplog):
+    """Before, k was clamped to the bank silently and the scores JSON showed the requested k."""
+    rng = np.random.default_rng(0)
+    train, test = rng.normal(size=(7, 8)), rng.normal(size=(4, 8))
+    tm = meta([("00", "source")] * 5 + [("00", "target")] * 2)
+    qm = meta([("00", "source"), ("00", "target")] * 2)
+    _, _, _, k_used = score_machine(train, tm, test, qm, ScoreSettings(k=3, domain_strategy="min"))
+    assert k_used == {"test": 2, "threshold": 1}  # the target bank has 2 clips, 1 besides each clip itself
+    assert "scoring.k = 3 is more than the smallest memory bank gives" in caplog.text
+    _, _, _, k_used = score_machine(train, tm, test, qm, ScoreSettings(k=3))
+    assert k_used == {"test": 3, "threshold": 3}

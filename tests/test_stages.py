@@ -56,6 +56,16 @@ def test_same_config_same_scores(cli_run):
     assert (t / "a" / "fan.csv").read_bytes() == (t / "b" / "fan.csv").read_bytes()
 
 
+def test_scores_json_reports_the_k_actually_used(cli_run):
+    """Before, a k larger than the bank was clamped while the JSON reported the requested k."""
+    t, _ = cli_run
+    assert main(["score", "-k", "500", "--embeddings", str(t / "fan.npz"), "--manifests", str(t / "fan.csv"),
+                 "--out", str(t / "k" / "fan.csv"), "--info", str(t / "k" / "fan.json")]) == 0
+    info = json.loads((t / "k" / "fan.json").read_text())
+    assert info["settings"]["k"] == 500 and info["n_bank"] < 500
+    assert info["k_used"] == {"test": info["n_bank"], "threshold": info["n_bank"] - 1}
+
+
 def test_evaluation_mode_without_labels(cli_run, tmp_path):
     t, _ = cli_run
     manifest = pd.read_csv(t / "fan.csv", dtype=str, keep_default_na=False)
@@ -71,14 +81,15 @@ def test_evaluation_mode_without_labels(cli_run, tmp_path):
     assert main(["submission", "--scores", str(tmp_path / "scores.csv"), "--section", "00",
                  "--out-scores", str(tmp_path / "sub" / "s.csv"), "--out-decisions", str(tmp_path / "sub" / "d.csv")]) == 0
     assert len(read_submission(tmp_path / "sub" / "d.csv")) == 16
-    assert main(["aggregate", "--scores", str(tmp_path / "scores.csv"), "--tables-dir", str(tmp_path / "tables")]) == 0
+    assert main(["aggregate", "--scores", str(tmp_path / "scores.csv"), "--infos", str(tmp_path / "scores.json"),
+                 "--tables-dir", str(tmp_path / "tables")]) == 0
     summary = json.loads((tmp_path / "tables" / "summary.json").read_text())
     assert summary["evaluation_only"] and "evaluation mode" in summary["notes"][0]
     assert summary["official_score"] is None  # strict JSON: no NaN
     decisions = pd.read_csv(tmp_path / "tables" / "decisions.csv")
     assert decisions[["n_test", "n_flagged"]].iloc[0].tolist() == [16, int(scores["decision"].sum())]
     assert decisions["threshold"].iloc[0] == pytest.approx(json.loads((tmp_path / "scores.json").read_text())["threshold"])
-    assert main(["report", "--tables-dir", str(tmp_path / "tables"), "--plots-dir", str(tmp_path / "plots"),
+    assert main(["report", "--tables-dir", str(tmp_path / "tables"), "--plots", str(tmp_path / "plots" / "fan_roc.png"),
                  "--results-dir", str(tmp_path), "--out", str(tmp_path / "report.html")]) == 0
     page = (tmp_path / "report.html").read_text()
     assert "Evaluation mode: 16 unlabeled test clips scored" in page and "Overall AUROC" not in page
@@ -120,3 +131,70 @@ def test_global_bank_through_score_and_evaluate(cli_run, tmp_path):
     assert pump["bank_machines"] == machines and pump["settings"]["bank_split"] == "all"
     scores = pd.read_csv(tmp_path / "eval" / "scores" / "fan.csv")
     assert np.allclose(scores["score"], pd.read_csv(tmp_path / "fan.csv")["score"])
+
+
+def anonymise(t, machine, names, out):
+    """The machine type's manifest and embeddings as an evaluation set ships: test clips renamed to
+    section_XX_NNNN.wav, no labels, no domains, no attributes."""
+    manifest = pd.read_csv(t / f"{machine}.csv", dtype=str, keep_default_na=False)
+    test = manifest["split"] == "test"
+    manifest.loc[test, "filename"] = manifest.loc[test, "filename"].map(names)
+    manifest.loc[test, "key"] = "test/" + manifest.loc[test, "filename"]
+    manifest.loc[test, ["label", "domain", "attribute_string"]] = ["unknown", "unknown", ""]
+    manifest.loc[test, "attributes"] = "{}"
+    manifest.to_csv(out / f"{machine}.csv", index=False)
+    old_keys = pd.read_csv(t / f"{machine}.csv", dtype=str, keep_default_na=False)["key"].tolist()
+    rename = dict(zip(old_keys, manifest["key"]))
+    with np.load(t / f"{machine}.npz") as z:
+        np.savez(out / f"{machine}.npz", embeddings=z["embeddings"], keys=np.array([rename[k] for k in z["keys"]]), roles=z["roles"])
+
+
+def test_ground_truth_mode_reproduces_the_labelled_run(cli_run, tmp_path, ground_truth_writer, caplog):
+    t, machines = cli_run
+    args = ["evaluate", "-k", "1", "--embeddings", *[str(t / f"{m}.npz") for m in machines],
+            "--manifests", *[str(t / f"{m}.csv") for m in machines], "--out", str(tmp_path / "labelled")]
+    assert main(args) == 0
+    test_clips = pd.concat([pd.read_csv(t / f"{m}.csv", dtype=str, keep_default_na=False) for m in machines])
+    names = ground_truth_writer(test_clips[test_clips["split"] == "test"], tmp_path / "gt")
+    for m in machines:
+        anonymise(t, m, names, tmp_path)
+    assert main(["evaluate", "-k", "1", "--embeddings", *[str(tmp_path / f"{m}.npz") for m in machines],
+                 "--manifests", *[str(tmp_path / f"{m}.csv") for m in machines], "--out", str(tmp_path / "eval"),
+                 "--ground-truth", str(tmp_path / "gt")]) == 0
+    for table in ("dcase_metrics.csv", "dcase_summary.csv", "auroc.csv"):
+        labelled = pd.read_csv(tmp_path / "labelled" / "tables" / table)
+        assert pd.read_csv(tmp_path / "eval" / "tables" / table).equals(labelled), table
+    a, b = (json.loads((tmp_path / run / "tables" / "summary.json").read_text()) for run in ("labelled", "eval"))
+    assert b["official_score"] == a["official_score"] and b["means"] == a["means"] and not b["evaluation_only"]
+    scores = pd.read_csv(tmp_path / "eval" / "scores" / "fan.csv", keep_default_na=False)
+    assert scores["filename"].str.fullmatch(r"section_00_\d{4}\.wav").all()  # scored under the anonymised names
+    assert set(scores["domain"]) == {"source", "target"} and set(scores["label"]) == {"normal", "anomaly"}
+    sub = read_submission(tmp_path / "eval" / "submission" / "anomaly_score_fan_section_00_test.csv")
+    assert set(sub["filename"]) == set(scores["filename"])
+    # a clip the ground truth does not list stops the run with its name
+    for folder in ("ground_truth_data", "ground_truth_domain"):
+        (tmp_path / "gt" / folder / "ground_truth_pump_section_00_test.csv").write_text("section_00_0001.wav,0\n")
+    assert main(["evaluate", "--embeddings", str(tmp_path / "pump.npz"), "--manifests", str(tmp_path / "pump.csv"),
+                 "--out", str(tmp_path / "bad"), "--ground-truth", str(tmp_path / "gt")]) == 1
+    assert "15 scored clip(s) of pump are not listed in ground_truth_data/" in caplog.text
+
+
+def test_features_job_stops_on_a_nan_test_clip_naming_it(cli_run, tmp_path, caplog):
+    """Before, NaN samples in a test clip passed features, training and embedding and failed only
+    in the score job with scikit-learn's 'Input contains NaN', naming no file."""
+    import shutil
+
+    import soundfile as sf
+
+    t, _ = cli_run
+    data = tmp_path / "data"
+    shutil.copytree(t / "demo" / "data" / "dev_data" / "raw" / "fan", data / "fan")
+    bad = sorted((data / "fan" / "test").glob("*.wav"))[0]
+    wav, rate = sf.read(bad, dtype="float32")
+    wav[100] = np.nan
+    sf.write(bad, wav, rate, subtype="FLOAT")
+    assert main(["discover", str(data), "--machine", "fan", "--part", "test", "--out", str(tmp_path / "fan.test.csv")]) == 0
+    out = tmp_path / "fan.test.safetensors"
+    assert main(["features", "--settings", '{"target_frames": 64}', "--manifest", str(tmp_path / "fan.test.csv"),
+                 "--out", str(out)]) == 1
+    assert f"{bad}: 1 of {len(wav)} samples are NaN or infinite" in caplog.text and not out.exists()

@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -237,3 +238,75 @@ def test_lora_adapter_names_its_base_and_loads_with_peft_alone(demo, tmp_path):
     assert (adapted - merged).abs().max() < 1e-5 and (merged - plain).abs().max() > 1e-4
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["encoder_revision"] is None and summary["encoder_commit"] is None
+
+
+@pytest.mark.parametrize("umask", [0o002, 0o022])
+def test_every_output_gets_the_mode_the_umask_gives(demo, tmp_path, monkeypatch, umask):
+    """safetensors replaces its file itself, privately (0600): features, encoder, head and
+    adapter were unreadable for the group whatever the umask."""
+    real = train_mod._checkpoint
+    checkpoint_modes = []
+
+    def record(path, *args):
+        real(path, *args)
+        checkpoint_modes.append(oct(path.stat().st_mode & 0o777))
+
+    monkeypatch.setattr(train_mod, "_checkpoint", record)
+    clips = feature_clips(demo["manifests"][0])
+    old = os.umask(umask)
+    try:
+        build_feature_file(clips["path"].tolist()[:2], clips["key"].tolist()[:2], FS, tmp_path / "features.safetensors")
+        run(demo, tmp_path / "trained", epochs=1)
+    finally:
+        os.umask(old)
+    files = {p.relative_to(tmp_path).as_posix(): oct(p.stat().st_mode & 0o777) for p in tmp_path.rglob("*") if p.is_file()}
+    folders = {p.relative_to(tmp_path).as_posix(): oct(p.stat().st_mode & 0o777) for p in tmp_path.rglob("*") if p.is_dir()}
+    for name in ("features.safetensors", "trained/encoder/model.safetensors", "trained/encoder/config.json",
+                 "trained/head.safetensors", "trained/lora_adapter/adapter_model.safetensors",
+                 "trained/lora_adapter/adapter_config.json", "trained/train_log.csv", "trained/summary.json"):
+        assert name in files
+    assert set(files.values()) == {oct(0o666 & ~umask)}, files
+    assert set(folders.values()) == {oct(0o777 & ~umask)}, folders
+    assert checkpoint_modes == [oct(0o666 & ~umask)]
+
+
+def with_nan_features(demo, folder, key):
+    """Copies of the demo's feature files with one value of clip `key` set to NaN."""
+    from safetensors.torch import save_file
+
+    folder.mkdir()
+    paths = [folder / p.name for p in demo["paths"]]
+    for src, dst in zip(demo["paths"], paths):
+        ff = FeatureFile(src)
+        feats = ff.read(np.arange(len(ff)))
+        if key in ff.keys:
+            feats[ff.rows([key])[0], 3, 5] = float("nan")
+        save_file({"features": feats.contiguous()}, str(dst), metadata=ff._file.metadata())
+    return paths
+
+
+def test_non_finite_loss_stops_training_naming_the_clips(demo, tmp_path, monkeypatch):
+    """Before, a NaN loss ran to the end and crashed with a TypeError (no best epoch was ever kept),
+    or, without validation clips, wrote an encoder of NaN weights."""
+    first = demo["manifests"][0].query("split == 'train' and label == 'normal'").iloc[0]
+    paths = with_nan_features(demo, tmp_path / "train_nan", first["key"])
+    data = load_training_data(paths, demo["manifests"], FS, "auto")
+    settings = TrainSettings(epochs=2, batch_size=64, lr=3e-3, val_fraction=0.0)
+    with pytest.raises(TrainingError, match=r"epoch 1, batch 1: the training loss is nan; the features of 1 clip\(s\) "
+                                            r"are not finite, e.g. .*" + first["filename"]) as err:
+        train_encoder(demo["encoder"], data, settings, tmp_path / "out", device="cpu")
+    assert str(paths[0]) in str(err.value)
+
+    data = data_for(demo)
+    _, va_idx = train_mod.train_val_split(data.clips["aux_label"], 0.1, 0)
+    held_out = data.clips.iloc[va_idx[0]]
+    paths = with_nan_features(demo, tmp_path / "val_nan", held_out["key"])
+    data = load_training_data(paths, demo["manifests"], FS, "auto")
+    with pytest.raises(TrainingError, match=r"epoch 1: the validation loss is nan; the features of 1 clip\(s\) "
+                                            r"are not finite, e.g. .*" + held_out["filename"]):
+        train_encoder(demo["encoder"], data, TrainSettings(epochs=2, batch_size=8, lr=3e-3), tmp_path / "out2", device="cpu")
+
+    real = train_mod.F.cross_entropy
+    monkeypatch.setattr(train_mod.F, "cross_entropy", lambda *a, **k: real(*a, **k) * float("inf"))
+    with pytest.raises(TrainingError, match=r"the training loss is inf; training diverged: lower train.lr \(now 0.003\)"):
+        run(demo, tmp_path / "diverged")

@@ -1,5 +1,6 @@
 """The Snakemake workflow, driven through its CLI on a small demo in a temporary folder."""
 
+import json
 import os
 import re
 import shutil
@@ -29,7 +30,11 @@ def test_full_run_writes_every_output(demo_run):
     assert auroc["machine_type"].tolist() == MACHINES + ["overall"]
     assert auroc["auroc"].between(0, 1).all() and auroc["n_anomaly"].iloc[-1] == 3 * 8
     dcase = pd.read_csv(r / "tables" / "dcase_metrics.csv")
-    assert dcase["machine_type"].str.startswith("official_score").any()
+    assert dcase["machine_type"].tolist() == MACHINES + ["arithmetic mean", "harmonic mean"]
+    assert dcase[["AUC (source)", "AUC (target)", "pAUC", "F1 score (target)"]].notna().all().all()
+    means = pd.read_csv(r / "tables" / "dcase_summary.csv")
+    assert means["summary"].tolist() == ["arithmetic mean", "harmonic mean", "source harmonic mean", "target harmonic mean"]
+    assert 0 <= json.loads((r / "tables" / "summary.json").read_text())["official_score"] <= 1
     assert (r / "tables" / "auroc.md").read_text().startswith("| machine_type |")
     decisions = pd.read_csv(r / "tables" / "decisions.csv")
     assert decisions["machine_type"].tolist() == MACHINES and (decisions["n_test"] == 16).all()
@@ -44,7 +49,8 @@ def test_full_run_writes_every_output(demo_run):
             assert (r / "plots" / f"{m}_{kind}.png").read_bytes()[:4] == b"\x89PNG"
         assert (r / "logs" / "embed" / f"{m}.log").stat().st_size > 0
     html = (r / "report.html").read_text()
-    assert "Overall AUROC" in html and "data:image/png;base64," in html and "train_source" in html
+    assert html.index("Official DCASE score") < html.index("<h2>AUROC per machine type")
+    assert "href='tables/dcase_metrics.csv'" in html and "data:image/png;base64," in html and "train_source" in html
     assert (r / "encoder" / "encoder" / "model.safetensors").is_file()
     assert (r / "encoder" / "encoder" / "modeling_eat.py").is_file()
     card = (r / "encoder" / "encoder" / "README.md").read_text()
@@ -92,13 +98,42 @@ def test_replacing_test_clips_reruns_only_that_machine(demo_run):
         os.utime(clip, (0, 0))
 
 
+def test_ground_truth_key_labels_the_test_clips(demo_run, tmp_path, ground_truth_writer):
+    """The demo's test clips scored again with their labels taken from official-format ground truth
+    (found through the attributes files by their original names): the same tables as the labelled run."""
+    workdir, _, _ = demo_run
+    copy = tmp_path / "wf"
+    shutil.copytree(workdir, copy, symlinks=True)
+    scores = pd.concat([pd.read_csv(p, dtype={"section": str}) for p in sorted((copy / "results" / "scores").glob("*.csv"))])
+    ground_truth_writer(scores, tmp_path / "gt")
+    labelled = {t: pd.read_csv(copy / "results" / "tables" / t) for t in ("dcase_metrics.csv", "dcase_summary.csv")}
+    option = f"ground_truth={tmp_path / 'gt'}"
+    jobs = planned_jobs(snakemake(copy, "-n", "--config", option).stdout)
+    assert jobs == {"score": 3, "submission": 3, "aggregate": 1, "report": 1, "all": 1}
+    snakemake(copy, "--cores", "2", "--config", option)
+    for table, frame in labelled.items():
+        assert pd.read_csv(copy / "results" / "tables" / table).equals(frame), table
+    # one machine's ground truth changes: only its score job reruns, and it reads the new labels
+    data = tmp_path / "gt" / "ground_truth_data" / "ground_truth_gearbox_section_00_test.csv"
+    data.write_text(data.read_text().replace(",0\n", ",1\n", 1))
+    text = snakemake(copy, "-n", "--config", option).stdout
+    assert planned_jobs(text) == {"score": 1, "submission": 1, "aggregate": 1, "report": 1, "all": 1}
+    assert planned_wildcards(text) == {"machine=gearbox", "machine=gearbox, section=00"}
+    assert snakemake(copy, "--cores", "2", "--config", option, check=False).returncode != 0
+    assert "contradict their file names" in (copy / "results" / "logs" / "score" / "gearbox.log").read_text()
+
+
 @pytest.mark.parametrize("override, key", [
+    (["ground_truth=/no/such/gt"], "ground_truth: /no/such/gt needs the folders"),
     (["scorng={k: 2}"], "scorng"),
     (["scoring={k: abc}"], "scoring.k"),
     (["finetune={mode: qlora}"], "finetune.mode"),
     (["demo=false", "data_root=/no/such/folder"], "/no/such/folder"),
     (["machine_types=[fan, drill]"], "drill"),
     (["encoder_revision=v1"], "encoder_revision = 'v1' applies to Hub ids only"),
+    (["overrides={fann: {scoring: {k: 2}}}"], "overrides.fann: no such machine type"),
+    (["scoring={k: 500}"], "scoring.k = 500: the smallest memory bank of fan"),
+    (["demo=false", "data_root=results", "encoder=no_such_encoder"], "encoder = no_such_encoder: no such folder"),
 ])
 def test_bad_config_stops_before_any_job(tmp_path, override, key):
     write_config(tmp_path)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import os
+import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +14,7 @@ from .errors import AudioError
 
 SAMPLE_RATE = 16000
 MEL_BINS = 128
+FRAME_LENGTH, FRAME_SHIFT = 400, 160  # 25 ms windows every 10 ms at 16 kHz
 # Dataset statistics EAT normalises with (AudioSet fbank mean and std; the std is doubled on purpose).
 FBANK_MEAN = -4.268
 FBANK_STD = 4.569
@@ -17,26 +22,73 @@ FBANK_STD = 4.569
 
 
 
-def load_wav(path: str | Path) -> tuple[np.ndarray, int]:
-    """Read a wav file as float32 in [-1, 1], mixed down to mono. Returns (waveform, sample_rate)."""
+@dataclass
+class Clip:
+    waveform: np.ndarray  # float32 mono in [-1, 1]
+    sample_rate: int
+    channels: int  # in the file, before the mix-down
+
+
+def read_clip(path: str | Path) -> Clip:
+    """Read a wav file as float32 mono; a truncated file or non-finite samples are AudioErrors."""
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"{path}: no such audio file")
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: file is empty")
+    check_complete(path)
     try:
         data, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as err:  # soundfile raises several types for bad headers and truncated data
         raise AudioError(f"{path}: not a readable audio file ({err})") from err
     if data.shape[0] == 0:
         raise AudioError(f"{path}: contains no samples")
+    finite = np.isfinite(data).all(axis=1)
+    if not finite.all():
+        first = int(np.argmin(finite))
+        raise AudioError(f"{path}: {int((~finite).sum())} of {len(finite)} samples are NaN or infinite "
+                         f"(the first at {first / sample_rate:.3f} s)")
     waveform = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-    return np.ascontiguousarray(waveform, dtype=np.float32), int(sample_rate)
+    return Clip(np.ascontiguousarray(waveform, dtype=np.float32), int(sample_rate), int(data.shape[1]))
+
+
+def load_wav(path: str | Path) -> tuple[np.ndarray, int]:
+    """(waveform, sample_rate) of a wav file, as read_clip reads it."""
+    clip = read_clip(path)
+    return clip.waveform, clip.sample_rate
+
+
+def check_complete(path: Path) -> None:
+    """Refuse a WAVE file whose data chunk announces more audio than the file holds: libsndfile
+    reads such a cut-off copy silently as a shorter clip."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:] != b"WAVE":
+            return  # not a plain WAVE file (RF64, other formats): libsndfile judges it
+        order = "<" if head[:4] == b"RIFF" else ">"
+        size = os.fstat(f.fileno()).st_size
+        pos, byte_rate = 12, 0
+        while pos + 8 <= size:
+            f.seek(pos)
+            chunk, length = struct.unpack(order + "4sI", f.read(8))
+            if chunk == b"fmt " and length >= 12:
+                fmt = f.read(12)
+                byte_rate = struct.unpack(order + "I", fmt[8:12])[0] if len(fmt) == 12 else 0
+            if chunk == b"data":
+                held = size - pos - 8
+                # 0 and 0xFFFFFFFF mark a stream written before its length was known
+                if length not in (0, 0xFFFFFFFF) and held < length:
+                    what = f"{length / byte_rate:.2f} s" if byte_rate else f"{length} bytes"
+                    got = f"{held / byte_rate:.2f} s" if byte_rate else f"{held} bytes"
+                    raise AudioError(f"{path}: truncated: its header announces {what} of audio, the file holds {got}")
+                return
+            pos += 8 + length + (length & 1)
 
 
 def audio_info(path: str | Path) -> tuple[int, int, float]:
     """(sample_rate, channels, duration in seconds) from the header only."""
     path = Path(path)
+    check_complete(path)
     try:
         info = sf.info(str(path))
     except Exception as err:
@@ -44,6 +96,28 @@ def audio_info(path: str | Path) -> tuple[int, int, float]:
     if info.frames == 0:
         raise AudioError(f"{path}: contains no samples")
     return int(info.samplerate), int(info.channels), float(info.frames) / info.samplerate
+
+
+def clips_error(problems: list[str], total: int, shown: int = 10) -> AudioError:
+    """One error naming every clip at fault (the first `shown` of them, and how many more)."""
+    more = f"\n  (and {len(problems) - shown} more)" if len(problems) > shown else ""
+    return AudioError(f"{len(problems)} of {total} clip(s) cannot be used:\n  " + "\n  ".join(problems[:shown]) + more)
+
+
+def fbank_frames(n_samples: int, sample_rate: int) -> int:
+    """Frames the fbank of a clip has before padding or cropping."""
+    n = math.ceil(n_samples * SAMPLE_RATE / sample_rate)  # the resampled length
+    return 0 if n < FRAME_LENGTH else 1 + (n - FRAME_LENGTH) // FRAME_SHIFT
+
+
+# A clip that fills less than this share of features.target_frames would be mostly zero padding.
+MIN_FILL = 0.5
+
+
+def check_length(path: str | Path, frames: int, target_frames: int) -> None:
+    if frames < MIN_FILL * target_frames:
+        raise AudioError(f"{path}: too short: {frames} fbank frames ({frames / 100:.2f} s), under half of "
+                         f"features.target_frames = {target_frames}; remove the clip or lower features.target_frames")
 
 
 def _to_16k(waveform, sample_rate: int):
@@ -71,7 +145,7 @@ def raw_fbank(waveform, sample_rate: int):
     import torchaudio.compliance.kaldi as kaldi
 
     wav = _to_16k(waveform, sample_rate)
-    if wav.shape[0] < 400:  # shorter than one 25 ms frame: no frames, padding fills them
+    if wav.shape[0] < FRAME_LENGTH:  # shorter than one 25 ms frame: no frames, padding fills them
         return wav.new_zeros(0, MEL_BINS)
     wav = wav - wav.mean()
     return kaldi.fbank(
@@ -133,17 +207,16 @@ def _batched_kaldi_fbank(wav):
     import torch
     import torchaudio.compliance.kaldi as kaldi
 
-    frame_length, frame_shift = 400, 160  # 25 ms and 10 ms at 16 kHz
-    if wav.shape[1] < frame_length:  # shorter than one frame: no frames, padding fills them
+    if wav.shape[1] < FRAME_LENGTH:  # shorter than one frame: no frames, padding fills them
         return wav.new_zeros(wav.shape[0], 0, MEL_BINS)
-    frames = wav.unfold(1, frame_length, frame_shift)  # (B, F, 400), Kaldi snip_edges framing
+    frames = wav.unfold(1, FRAME_LENGTH, FRAME_SHIFT)  # (B, F, 400), Kaldi snip_edges framing
     frames = frames - frames.mean(dim=2, keepdim=True)  # remove_dc_offset
     # preemphasis 0.97 with the first sample repeated, as Kaldi does
     prev = torch.cat([frames[..., :1], frames[..., :-1]], dim=2)
     frames = frames - 0.97 * prev
-    window = torch.hann_window(frame_length, periodic=False, device=wav.device, dtype=wav.dtype)
+    window = torch.hann_window(FRAME_LENGTH, periodic=False, device=wav.device, dtype=wav.dtype)
     frames = frames * window
-    padded = torch.nn.functional.pad(frames, (0, 512 - frame_length))
+    padded = torch.nn.functional.pad(frames, (0, 512 - FRAME_LENGTH))
     power = torch.fft.rfft(padded).abs().pow(2.0)
     mel, _ = kaldi.get_mel_banks(MEL_BINS, 512, float(SAMPLE_RATE), 20.0, 0.0, 100.0, -500.0, 1.0)
     mel = torch.nn.functional.pad(mel, (0, 1)).to(device=wav.device, dtype=wav.dtype)

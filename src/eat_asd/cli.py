@@ -131,30 +131,33 @@ def cmd_score(args):
 
     _threads(args)
     score(args.embeddings, args.manifests, _score_settings(args, args.machine or ""), args.out, args.info,
-          args.roc, args.histogram, args.bank_embeddings, args.bank_manifests)
+          args.roc, args.histogram, args.ground_truth or None, args.bank_embeddings, args.bank_manifests)
 
 
 def cmd_evaluate(args):
-    """Score every machine type's embeddings with k neighbours, write the tables, submission files and plots."""
+    """Score every machine type's embeddings with k neighbours; write scores, submission files, plots and tables."""
     from .report import write_submission
-    from .stages import aggregate, score
+    from .stages import Tables, aggregate, score
 
     out = Path(args.out)
     if len(args.embeddings) != len(args.manifests):
         raise SystemExit("evaluate: give one --manifests file per --embeddings file, in the same order")
     from .data import read_manifest
 
-    paths = []
+    paths, infos = [], []
     for i, (emb, manifest) in enumerate(zip(args.embeddings, args.manifests)):
         machine = str(read_manifest(manifest)["machine"].iloc[0])
         paths.append(out / "scores" / f"{machine}.csv")
+        infos.append(out / "scores" / f"{machine}.json")
         others = [j for j in range(len(args.embeddings)) if j != i]  # the bank of bank_split = all
-        table = score(emb, [manifest], _score_settings(args, machine), paths[-1], out / "scores" / f"{machine}.json",
-                      out / "plots" / f"{machine}_roc.png", out / "plots" / f"{machine}_scores.png",
+        table = score(emb, [manifest], _score_settings(args, machine), paths[-1], infos[-1],
+                      out / "plots" / f"{machine}_roc.png", out / "plots" / f"{machine}_scores.png", args.ground_truth,
                       [args.embeddings[j] for j in others], [args.manifests[j] for j in others])
         write_submission(table, out / "submission")
-    aggregate(paths, out / "tables")
-    print((out / "tables" / "auroc.md").read_text())
+    tables = Tables.in_folder(out / "tables")
+    aggregate(paths, infos, tables)
+    print(tables.dcase[1].read_text())
+    print(tables.auroc[1].read_text())
 
 
 def cmd_submission(args):
@@ -163,10 +166,24 @@ def cmd_submission(args):
     submission(args.scores, args.section, args.out_scores, args.out_decisions)
 
 
+def _tables(args):
+    """The table files: each one as given, else where --tables-dir puts it."""
+    from dataclasses import fields, replace
+
+    from .stages import Tables
+
+    if args.tables_dir is None and not all(getattr(args, f.name) for f in fields(Tables)):
+        raise SystemExit(f"{args.command}: give --tables-dir, or every one of --auroc --dcase --means --decisions --summary")
+    tables = Tables.in_folder(args.tables_dir or ".")
+    given = {f.name: getattr(args, f.name) for f in fields(Tables) if getattr(args, f.name)}
+    given = {k: tuple(map(Path, v)) if isinstance(v, list) else Path(v) for k, v in given.items()}
+    return replace(tables, **given)
+
+
 def cmd_aggregate(args):
     from .stages import aggregate
 
-    aggregate(args.scores, args.tables_dir)
+    aggregate(args.scores, args.infos, _tables(args))
 
 
 def cmd_report(args):
@@ -175,7 +192,7 @@ def cmd_report(args):
     from .stages import report
 
     config = json.loads(args.config_json) if args.config_json else yaml.safe_load(Path(args.config).read_text()) if args.config else {}
-    report(args.tables_dir, args.plots_dir, config, args.out, args.results_dir, args.training_summary)
+    report(_tables(args), args.plots, config, args.out, args.results_dir, args.training_summary)
 
 
 def cmd_model_card(args):
@@ -263,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--info", required=True, help="JSON to write: threshold, settings, bank size, training scores")
     s.add_argument("--roc", help="write the ROC curves (PNG) here")
     s.add_argument("--histogram", help="write the score histograms (PNG) here")
+    s.add_argument("--ground-truth", metavar="DIR", help="official ground-truth folder giving the test clips labels and domains")
     s.add_argument("--bank-embeddings", nargs="*", default=[], help="other machine types' embeddings (bank_split = all)")
     s.add_argument("--bank-manifests", nargs="*", default=[], help="their training manifests")
 
@@ -277,20 +295,34 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-k", type=int, help="neighbours (overrides the settings)")
     s.add_argument("--embeddings", nargs="+", required=True, help="embeddings files, one per machine type")
     s.add_argument("--manifests", nargs="+", required=True, help="one manifest per embeddings file, in the same order")
+    s.add_argument("--ground-truth", metavar="DIR", help="labels and domains of unlabeled evaluation clips: a folder with "
+                   "the official evaluators' ground_truth_data/, ground_truth_domain/ (and ground_truth_attributes/)")
     s.add_argument("--out", required=True, help="folder for scores/, submission/, plots/ and tables/")
 
-    s = add("aggregate", cmd_aggregate, "AUROC and official DCASE tables from per-machine score files")
-    s.add_argument("--scores", nargs="+", required=True)
-    s.add_argument("--tables-dir", required=True)
+    def table_options(s, markdown):
+        s.add_argument("--tables-dir", help="folder of the tables under their usual names (auroc.csv, dcase_metrics.csv, "
+                                            "dcase_summary.csv, decisions.csv, summary.json); options below override single files")
+        for name, what in (("auroc", "AUROC table"), ("dcase", "official result table"), ("means", "evaluator's means"),
+                           ("decisions", "decisions table")):
+            if markdown:
+                s.add_argument(f"--{name}", nargs=2, metavar=("CSV", "MD"), help=f"the {what} as CSV and Markdown")
+            else:
+                s.add_argument(f"--{name}", metavar="CSV", help=f"the {what} (CSV)")
+        s.add_argument("--summary", metavar="JSON", help="the summary numbers and notes (JSON)")
+
+    s = add("aggregate", cmd_aggregate, "the official result table, AUROC and decisions tables from per-machine score files")
+    s.add_argument("--scores", nargs="+", required=True, help="score tables of the machine types (from `score`)")
+    s.add_argument("--infos", nargs="*", default=[], help="their JSON files (from `score`), for the decision thresholds")
+    table_options(s, markdown=True)
 
     s = add("report", cmd_report, "the HTML report")
-    s.add_argument("--tables-dir", required=True)
-    s.add_argument("--plots-dir", required=True)
-    s.add_argument("--results-dir", required=True)
+    table_options(s, markdown=False)
+    s.add_argument("--plots", nargs="*", default=[], help="plot files <machine>_<kind>.png to show")
+    s.add_argument("--results-dir", required=True, help="the results folder (for links to its folders)")
     s.add_argument("--config", help="config file to show in the report")
     s.add_argument("--config-json", help="the configuration as JSON (what the workflow passes)")
-    s.add_argument("--training-summary")
-    s.add_argument("--out", required=True)
+    s.add_argument("--training-summary", help="the encoder's training summary (JSON)")
+    s.add_argument("--out", required=True, help="HTML file to write")
 
     s = add("model-card", cmd_model_card, "the fine-tuned encoder's model card (README.md) from the run's tables")
     s.add_argument("--summary", required=True, help="tables/summary.json")
@@ -299,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--manifests", nargs="+", required=True, help="the run's manifests (clip counts)")
     s.add_argument("--config-json", required=True, help="the run's configuration as JSON")
     s.add_argument("--command", default="", help="the command that started the run")
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", required=True, help="README.md to write (in the encoder folder)")
 
     s = add("publish", cmd_publish, "upload the fine-tuned encoder (and its LoRA adapter) to the Hugging Face Hub")
     s.add_argument("--repo-id", required=True, help="owner/name on the Hub")

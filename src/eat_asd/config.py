@@ -132,23 +132,23 @@ def train_settings(config: dict):
     return TrainSettings(**values)
 
 
-def machine_section(config: dict, machine: str, section: str) -> dict:
-    """The embedding or scoring section for one machine type, with its overrides applied."""
-    merged = dict(config[section])
-    merged.update(config["overrides"].get(machine, {}).get(section, {}))
+def machine_settings(config: dict, machine: str, stage: str) -> dict:
+    """The embedding or scoring settings of one machine type: the global ones with its overrides applied."""
+    merged = dict(config[stage])
+    merged.update(config["overrides"].get(machine, {}).get(stage, {}))
     return merged
 
 
 def embed_settings(config: dict, machine: str):
     from .embed import EmbedSettings
 
-    return EmbedSettings(**machine_section(config, machine, "embedding"))
+    return EmbedSettings(**machine_settings(config, machine, "embedding"))
 
 
 def score_settings(config: dict, machine: str):
     from .scoring import ScoreSettings
 
-    return ScoreSettings(**machine_section(config, machine, "scoring"))
+    return ScoreSettings(**machine_settings(config, machine, "scoring"))
 
 
 def as_json(settings_section: dict) -> str:

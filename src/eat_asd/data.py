@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from typing import TYPE_CHECKING
-from .errors import DataError
+from .errors import AudioError, DataError
 
 if TYPE_CHECKING:  # pandas and numpy load lazily: the workflow plans jobs with scan_clips alone
     import pandas as pd
@@ -191,9 +191,16 @@ def _check_no_empty_folders(root: Path) -> None:
 
 
 def _read_headers(manifest: "pd.DataFrame") -> None:
-    from .audio import SAMPLE_RATE, audio_info
+    from .audio import SAMPLE_RATE, audio_info, clips_error
 
-    info = [audio_info(p) for p in manifest["path"]]  # AudioError names a corrupt file
+    info, problems = [], []
+    for path in manifest["path"]:
+        try:
+            info.append(audio_info(path))
+        except AudioError as err:  # a corrupt or truncated file: go on, to name them all at once
+            problems.append(str(err))
+    if problems:
+        raise clips_error(problems, len(manifest))
     manifest["sample_rate"] = [i[0] for i in info]
     manifest["channels"] = [i[1] for i in info]
     manifest["duration"] = [i[2] for i in info]

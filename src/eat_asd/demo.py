@@ -11,11 +11,11 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from .audio import SAMPLE_RATE
 from .io import atomic_path
 
 log = logging.getLogger(__name__)
 
-SR = 16000
 ANOMALY_KINDS = ("bearing_tick", "drifting_tone", "extra_harmonic", "rattle")  # see synth.fault
 
 
@@ -95,14 +95,14 @@ def make_demo_data(root: str | Path, seed: int = 0, sizes: DemoSizes = DemoSizes
     from .synth import machine_clip
 
     root = Path(root)
-    n = int(sizes.seconds * SR)
+    n = int(sizes.seconds * SAMPLE_RATE)
     plan = demo_plan(sizes)
     for mi, m in enumerate(MACHINES):
         rng = np.random.default_rng([seed, mi])
         clips = [c for c in plan if c.machine is m]
         for c in clips:
             with atomic_path(root / c.relpath) as tmp:
-                sf.write(tmp, machine_clip(rng, m, c.value_index, n, c.anomaly), SR, subtype="PCM_16", format="WAV")
+                sf.write(tmp, machine_clip(rng, m, c.value_index, n, c.anomaly), SAMPLE_RATE, subtype="PCM_16", format="WAV")
         with atomic_path(root / "dev_data" / "raw" / m.name / "attributes_00.csv") as tmp, open(tmp, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["file_name", "d1p", "d1v"])
@@ -129,11 +129,3 @@ def make_demo_encoder(directory: str | Path, seed: int = 0, embed_dim: int = 96,
         elif name.endswith("bias"):
             torch.nn.init.zeros_(p)
     return save_eat(model, directory)
-
-
-def make_demo(root: str | Path, seed: int = 0, sizes: DemoSizes = DemoSizes()) -> tuple[Path, Path]:
-    """Demo data under root/data and the demo encoder under root/encoder."""
-    root = Path(root)
-    data = make_demo_data(root / "data", seed, sizes)
-    encoder = make_demo_encoder(root / "encoder", seed)
-    return data, encoder

@@ -23,14 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .encoder_source import CONFIG_NAME, WEIGHTS_NAME, hub_offline, is_hub_id
 from .io import atomic_path
 from .errors import CheckpointError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ENCODER = "worstchan/EAT-base_epoch30_pretrain"
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.json"
 HUB_PREFIX = "model."
 # hub key prefix -> our key prefix
 _RENAMES = {"local_encoder.proj.": "patch_embed.conv."}
@@ -265,8 +264,7 @@ def resolve_checkpoint(source: str | os.PathLike, revision: str | None = None) -
             raise CheckpointError(f"encoder_revision = {revision!r} applies to Hub ids only, but encoder {source} is a local folder")
         return path
     src = str(source)
-    looks_like_repo = src.count("/") == 1 and not src.startswith((".", "/", "~")) and not path.exists()
-    if not looks_like_repo:
+    if path.exists() or not is_hub_id(src):
         raise CheckpointError(f"encoder checkpoint {src!r}: no such directory (and not a Hub id like owner/name)")
     from huggingface_hub import snapshot_download
 
@@ -278,8 +276,7 @@ def resolve_checkpoint(source: str | os.PathLike, revision: str | None = None) -
             path = Path(snapshot_download(src, revision=revision, allow_patterns=[CONFIG_NAME, "*.bin"]))
         return path
     except Exception as err:
-        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
-        hint = " (HF_HUB_OFFLINE is set and it is not in the local cache)" if offline else ""
+        hint = " (HF_HUB_OFFLINE is set and it is not in the local cache)" if hub_offline() else ""
         at = f" at revision {revision!r}" if revision else ""
         raise CheckpointError(f"encoder checkpoint {src!r}{at}: cannot download from the Hugging Face Hub{hint}: {err}") from err
 

@@ -12,9 +12,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .audio import eat_fbank_batch, load_wav
+from .audio import check_length, clips_error, eat_fbank_batch, fbank_frames, read_clip
+from .audio_notes import METADATA_KEY, AudioNotes
+from .errors import AudioError, StaleFeaturesError
 from .io import atomic_path, content_hash
-from .errors import StaleFeaturesError
 
 log = logging.getLogger(__name__)
 
@@ -36,29 +37,54 @@ class FeatureSettings:
 
 
 def compute_features(paths: list[str], settings: FeatureSettings, batch_size: int = 32, desc: str = "fbank",
-                     device=None) -> torch.Tensor:
-    """(N, target_frames, 128) float32 for the given wav files, in order (fbank on `device`, e.g. a GPU)."""
+                     device=None, notes: AudioNotes | None = None) -> torch.Tensor:
+    """(N, target_frames, 128) float32 for the given wav files, in order (fbank on `device`, e.g. a GPU).
+
+    Every clip is checked as it is read (truncated, non-finite samples, far too short); one
+    AudioError lists all the clips at fault. `notes` counts what the features change about them.
+    """
+    notes = notes if notes is not None else AudioNotes()
+    notes.target_frames = settings.target_frames
     out = torch.empty(len(paths), settings.target_frames, 128)
+    problems: list[str] = []
     for start in tqdm(range(0, len(paths), batch_size), desc=desc, unit="batch", mininterval=2):
-        chunk = [load_wav(p) for p in paths[start : start + batch_size]]
+        chunk = []
+        for path in paths[start : start + batch_size]:
+            try:
+                clip = read_clip(path)
+                frames = fbank_frames(len(clip.waveform), clip.sample_rate)
+                check_length(path, frames, settings.target_frames)
+            except AudioError as err:
+                problems.append(str(err))
+                continue
+            notes.add(path, clip.sample_rate, clip.channels, frames)
+            chunk.append(clip)
+        if problems:  # go on reading, to name every bad clip at once, but compute nothing more
+            continue
         by_rate: dict[int, list[int]] = {}
-        for i, (_, sr) in enumerate(chunk):
-            by_rate.setdefault(sr, []).append(i)
+        for i, clip in enumerate(chunk):
+            by_rate.setdefault(clip.sample_rate, []).append(i)
         for sr, idx in by_rate.items():
-            out[[start + i for i in idx]] = eat_fbank_batch([chunk[i][0] for i in idx], sr, settings.target_frames, device)
+            out[[start + i for i in idx]] = eat_fbank_batch([chunk[i].waveform for i in idx], sr, settings.target_frames, device)
+    if problems:
+        raise clips_error(problems, len(paths))
     return out
 
 
 def build_feature_file(paths: list[str], keys: list[str], settings: FeatureSettings, out: str | Path,
-                       batch_size: int = 32, desc: str = "fbank", device=None) -> None:
-    """Compute features for the clips and write them, with their keys, atomically to `out`."""
+                       batch_size: int = 32, desc: str = "fbank", device=None) -> AudioNotes:
+    """Compute features for the clips and write them, with their keys and audio notes, atomically to `out`."""
     from safetensors.torch import save_file
 
     hashes = [content_hash(p) for p in paths]
-    feats = compute_features(paths, settings, batch_size, desc, device)
-    meta = {"settings": settings.key(), "keys": json.dumps(keys), "hashes": json.dumps(hashes)}
+    notes = AudioNotes()
+    feats = compute_features(paths, settings, batch_size, desc, device, notes)
+    log.log(logging.WARNING if notes.changed else logging.INFO, "%s: %s", Path(out).name, notes.summary())
+    meta = {"settings": settings.key(), "keys": json.dumps(keys), "hashes": json.dumps(hashes),
+            METADATA_KEY: notes.to_json()}
     with atomic_path(out) as tmp:
         save_file({"features": feats.contiguous()}, str(tmp), metadata=meta)
+    return notes
 
 
 class FeatureFile:

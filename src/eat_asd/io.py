@@ -7,6 +7,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -19,11 +20,12 @@ def atomic_path(path: str | os.PathLike):
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
-    # mkstemp makes the file private (0600); give it the mode a plain open() would, so results
-    # on a shared filesystem stay readable by the group as the user's umask allows
-    tmp.chmod(0o666 & ~_umask())
     try:
         yield tmp
+        # mkstemp makes the file private (0600), and writers that replace the file themselves
+        # (safetensors does) make it private again: set the mode a plain open() would give last,
+        # so results on a shared filesystem stay readable by the group as the umask allows
+        tmp.chmod(FILE_MODE & ~_umask())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -37,6 +39,37 @@ def content_hash(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike):
+    """Yield an empty temporary folder beside `path`; on success it replaces `path` (files and
+    folders get the modes the umask gives), on failure it is deleted and `path` is untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    old = tmp.with_name(tmp.name[: -len(".tmp")] + ".old")
+    try:
+        yield tmp
+        mask = _umask()
+        for folder, dirs, files in os.walk(tmp):
+            for name in files:
+                os.chmod(os.path.join(folder, name), FILE_MODE & ~mask)
+            os.chmod(folder, DIR_MODE & ~mask)
+        if path.exists():
+            path.rename(old)
+        try:
+            tmp.rename(path)
+        except BaseException:
+            if old.exists():  # put the previous folder back rather than lose it
+                old.rename(path)
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+FILE_MODE, DIR_MODE = 0o666, 0o777  # what open() and mkdir() ask for before the umask
 
 
 def _umask() -> int:

@@ -1,8 +1,14 @@
-"""AUROC tables and the official DCASE Task 2 metrics (2023-2025 definitions; data of earlier years is scored by the same rules)."""
+"""AUROC tables and the official DCASE Task 2 metrics.
+
+The per-section columns, the summary rows and the official score follow the formulas of
+nttcslab's dcase2024_task2_evaluator (the DCASE 2023-2025 evaluators compute them the same way);
+data of earlier years is scored by the same rules.
+"""
 
 from __future__ import annotations
 
 import logging
+import sys
 
 import numpy as np
 import pandas as pd
@@ -11,7 +17,20 @@ from sklearn.metrics import roc_auc_score
 
 log = logging.getLogger(__name__)
 
+EVALUATOR = "nttcslab's dcase2024_task2_evaluator"
 MAX_FPR = 0.1
+DOMAINS = ("source", "target")
+# the per-section columns of the official baseline and evaluator, in their order
+METRICS = ["AUC (source)", "AUC (target)", "pAUC", "pAUC (source)", "pAUC (target)",
+           "precision (source)", "precision (target)", "recall (source)", "recall (target)",
+           "F1 score (source)", "F1 score (target)"]
+# AUC over every clip of a section: the evaluator's "AUC (all)"; data without domains scores with it
+AUC_ALL = "AUC (all)"
+SECTION_COLUMNS = ["machine_type", "section", *METRICS, AUC_ALL, "n_normal", "n_anomaly"]
+# the evaluator's closing block: one row per mean, one column per metric over both domains
+MEAN_ROWS = ["arithmetic mean", "harmonic mean", "source harmonic mean", "target harmonic mean"]
+MEAN_COLUMNS = ["AUC", "pAUC", "precision", "recall", "F1 score"]
+EPS = sys.float_info.epsilon
 
 
 def _auc(labels: pd.Series, scores: pd.Series, what: str, notes: list[str], max_fpr: float | None = None) -> float:
@@ -44,63 +63,115 @@ def auroc_table(scores: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return pd.DataFrame(rows), notes
 
 
+def _defined(values) -> np.ndarray:
+    return np.asarray([x for x in values if np.isfinite(x)], dtype=float)
+
+
 def hmean(values) -> float:
-    v = np.asarray([x for x in values if np.isfinite(x)], dtype=float)
-    if len(v) == 0:
-        return float("nan")
-    return float(scipy.stats.hmean(np.maximum(v, np.finfo(float).eps)))
+    """Harmonic mean of the defined values, each floored at machine epsilon as the evaluator does
+    (a zero would otherwise make the mean undefined)."""
+    v = _defined(values)
+    return float(scipy.stats.hmean(np.maximum(v, EPS))) if len(v) else float("nan")
+
+
+def amean(values) -> float:
+    v = _defined(values)
+    return float(v.mean()) if len(v) else float("nan")
+
+
+def domain_selection(g: pd.DataFrame, domain: str) -> pd.DataFrame:
+    """The clips of a section that AUC(domain) and pAUC(domain) rank: that domain's normals plus
+    ALL anomalies of the section (both domains)."""
+    return g[((g["domain"] == domain) & (g["label"] == "normal")) | (g["label"] == "anomaly")]
+
+
+def decision_metrics(g: pd.DataFrame) -> tuple[float, float, float]:
+    """Precision, recall and F1 of the decisions (1 = anomaly) over the given clips, with the
+    evaluator's epsilon-floored denominators (0 instead of undefined)."""
+    y = (g["label"] == "anomaly").to_numpy()
+    d = g["decision"].to_numpy().astype(int) == 1
+    tp, fp, fn = int((y & d).sum()), int((~y & d).sum()), int((y & ~d).sum())
+    precision = tp / max(tp + fp, EPS)
+    recall = tp / max(tp + fn, EPS)
+    return precision, recall, 2 * precision * recall / max(precision + recall, EPS)
 
 
 def dcase_section_metrics(g: pd.DataFrame, where: str, notes: list[str]) -> dict:
-    """AUC(source), AUC(target), AUC over all clips and pAUC for one machine type's section.
+    """The evaluator's columns for one machine type's section (labelled clips only).
 
-    AUC(domain) uses that domain's normals and ALL anomalies of the section (both domains);
-    pAUC (FPR <= 0.1) uses every clip of the section.
+    AUC(domain), pAUC(domain): that domain's normals and all anomalies of the section;
+    pAUC: every clip of the section; precision, recall, F1 (domain): the decisions on that
+    domain's clips (normal and anomalous). A domain without clips in the section gets undefined values.
     """
-    anomalies = g[g["label"] == "anomaly"]
     row = {}
-    domains = set(g["domain"])
-    for domain in ("source", "target"):
-        if domain in domains:
-            sub = pd.concat([g[(g["domain"] == domain) & (g["label"] == "normal")], anomalies])
-            row[f"auc_{domain}"] = _auc(sub["label"], sub["score"], f"{where} {domain} domain", notes)
-        else:
-            row[f"auc_{domain}"] = float("nan")
-    row["auc"] = _auc(g["label"], g["score"], where, notes)
-    row["pauc"] = _auc(g["label"], g["score"], where, notes, max_fpr=MAX_FPR)
+    for domain in DOMAINS:
+        if not (g["domain"] == domain).any():
+            for metric in ("AUC", "pAUC", "precision", "recall", "F1 score"):
+                row[f"{metric} ({domain})"] = float("nan")
+            continue
+        sub = domain_selection(g, domain)
+        row[f"AUC ({domain})"] = _auc(sub["label"], sub["score"], f"{where} {domain} domain", notes)
+        row[f"pAUC ({domain})"] = _auc(sub["label"], sub["score"], f"{where} {domain} domain", notes, max_fpr=MAX_FPR)
+        own = g[g["domain"] == domain]
+        p, r, f = decision_metrics(own)
+        row[f"precision ({domain})"], row[f"recall ({domain})"], row[f"F1 score ({domain})"] = p, r, f
+    row[AUC_ALL] = _auc(g["label"], g["score"], where, notes)
+    row["pAUC"] = _auc(g["label"], g["score"], where, notes, max_fpr=MAX_FPR)
     row["n_normal"] = int((g["label"] == "normal").sum())
-    row["n_anomaly"] = int(len(anomalies))
+    row["n_anomaly"] = int((g["label"] == "anomaly").sum())
     return row
 
 
-def dcase_metrics(scores: pd.DataFrame) -> tuple[pd.DataFrame, dict, list[str]]:
-    """Per machine type and section metrics, plus the summary scores.
+def column_means(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows "arithmetic mean" and "harmonic mean" of every metric column over all sections of
+    all machine types (undefined values left out)."""
+    return pd.DataFrame([
+        dict(machine_type=name, **{c: fn(table[c]) for c in [*METRICS, AUC_ALL]})
+        for name, fn in (("arithmetic mean", amean), ("harmonic mean", hmean))
+    ], columns=SECTION_COLUMNS)
 
-    The official score is the harmonic mean over the flat list of every AUC(source),
-    AUC(target) and pAUC (DCASE 2023-2025). Data without domains (DCASE 2020, the simple
-    layout) contribute their AUC over all clips in place of the two domain AUCs.
+
+def dcase_metrics(scores: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict, list[str]]:
+    """Per-section table, the evaluator's closing block of means, the summary, and notes.
+
+    Closing block (over all machine types, sections and domains): per metric, the arithmetic
+    and harmonic means of the source and target values together (pAUC, which has no domain,
+    counts once per domain as in the evaluator, so its means are those of the pAUC column),
+    and the harmonic means of the source and of the target values.
+    Official score: the harmonic mean of every section's AUC(source), AUC(target) and pAUC, pooled.
+    Data without domains (DCASE 2020, the simple layout) contribute their AUC (all) in place of
+    the two domain AUCs.
     """
     scores = labelled(scores)
     notes: list[str] = []
-    rows, aucs = [], []
+    rows, aucs, left_out = [], [], []
     for (machine, section), g in scores.groupby(["machine", "section"], sort=True):
-        row = dcase_section_metrics(g, f"{machine} section {section}", notes)
+        where = f"{machine} section {section}"
+        row = dcase_section_metrics(g, where, notes)
         rows.append(dict(machine_type=machine, section=section, **row))
-        present = [d for d in ("source", "target") if (g["domain"] == d).any()]
-        aucs += [row[f"auc_{d}"] for d in present] if present else [row["auc"]]
-    table = pd.DataFrame(rows, columns=["machine_type", "section", "auc_source", "auc_target", "auc", "pauc", "n_normal", "n_anomaly"])
-    flat = aucs + list(table["pauc"])
-    summary = dict(
-        official_score=hmean(flat),
-        arithmetic_mean=float(np.nanmean(flat)) if np.isfinite(flat).any() else float("nan"),
-        hmean_source=hmean(table["auc_source"]),
-        hmean_target=hmean(table["auc_target"]),
-        hmean_auc=hmean(aucs),
-        hmean_pauc=hmean(table["pauc"]),
-        n_values=int(np.isfinite(flat).sum()),
-    )
-    if len(flat) > summary["n_values"]:
-        notes.append(f"official score: {len(flat) - summary['n_values']} undefined value(s) left out of the harmonic mean")
+        has_domains = any((g["domain"] == d).any() for d in DOMAINS)
+        names = [f"AUC ({d})" for d in DOMAINS] if has_domains else [AUC_ALL]
+        aucs += [row[n] for n in names]
+        left_out += [f"{n} of {where}" for n in names + ["pAUC"] if not np.isfinite(row[n])]
+    table = pd.DataFrame(rows, columns=SECTION_COLUMNS)
+    official = aucs + list(table["pAUC"])
+
+    means = {}
+    for metric in MEAN_COLUMNS:
+        if metric == "pAUC":
+            source = target = list(table["pAUC"])
+        else:
+            source, target = list(table[f"{metric} (source)"]), list(table[f"{metric} (target)"])
+        # the AUC row pools the same AUCs as the official score (AUC (all) of domain-less sections included)
+        pooled = aucs if metric == "AUC" else source + target
+        means[metric] = {"arithmetic mean": amean(pooled), "harmonic mean": hmean(pooled),
+                         "source harmonic mean": hmean(source), "target harmonic mean": hmean(target)}
+    mean_table = pd.DataFrame([dict(summary=r, **{m: means[m][r] for m in MEAN_COLUMNS}) for r in MEAN_ROWS],
+                              columns=["summary", *MEAN_COLUMNS])
+    summary = dict(official_score=hmean(official), n_values=int(np.isfinite(official).sum()), left_out=left_out,
+                   means={r: {m: means[m][r] for m in MEAN_COLUMNS} for r in MEAN_ROWS})
+    if left_out:
+        notes.append(f"official score: {len(left_out)} undefined value(s) left out of the harmonic mean: {', '.join(left_out)}")
     for note in notes:
         log.warning(note)
-    return table, summary, notes
+    return table, mean_table, summary, notes

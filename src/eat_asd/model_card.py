@@ -7,11 +7,9 @@ import json
 import math
 from pathlib import Path
 
+from .encoder_source import is_hub_id
+
 TAGS = ["audio", "anomaly-detection", "dcase", "eat", "anomalous-sound-detection"]
-
-
-def _is_hub_id(name: str) -> bool:
-    return name.count("/") == 1 and not name.startswith((".", "/", "~"))
 
 
 def _front_matter(meta: dict) -> str:
@@ -72,7 +70,7 @@ def encoder_card(summary_path: str | Path, auroc_path: str | Path, training_path
                     value=summary.get("official_score")),
                dict(type="auroc", name="overall AUROC", value=summary.get("overall_auroc"))]
     meta = dict(library_name="transformers", pipeline_tag="feature-extraction", tags=TAGS)
-    if _is_hub_id(base):
+    if is_hub_id(base):
         meta["base_model"] = base
     meta["model-index"] = [dict(name="eat-asd encoder", results=[dict(
         task=dict(type="anomaly-detection", name="Anomalous machine sound detection (DCASE Task 2)"),
@@ -124,7 +122,7 @@ def write_encoder_card(out: str | Path, summary_path, auroc_path, training_path,
 def adapter_card(base: str, revision: str | None, r: int, alpha: int, targets: list[str]) -> str:
     """The LoRA adapter's README.md: what it adapts and how to attach it with peft."""
     meta = dict(library_name="peft", tags=TAGS + ["lora"])
-    if _is_hub_id(base):
+    if is_hub_id(base):
         meta["base_model"] = base
     rev = f', revision="{revision}"' if revision else ""
     return "\n".join([

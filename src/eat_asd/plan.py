@@ -7,7 +7,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .banks import MIN_THRESHOLD_CLIPS, memory_banks, usable_k
+from .config import machine_settings
 from .data import PARTS, scan_clips
+from .encoder_source import check_encoder_source
 from .errors import ConfigError, DataError
 
 # Machine-type and section names become file names and job wildcards: letters, digits, _ . -
@@ -18,6 +21,7 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 class MachinePlan:
     name: str
     train_files: list[str] = field(default_factory=list)  # clips of the train split (rule inputs)
+    bank: list[tuple[str, str]] = field(default_factory=list)  # (section, domain) of each normal training clip
     test_files: list[str] = field(default_factory=list)  # clips of the test split (rule inputs)
     test_sections: list[str] = field(default_factory=list)  # sections with test clips: one submission file pair each
     trains_encoder: bool = True
@@ -45,8 +49,11 @@ def check_names(clips: list[dict], root: Path) -> None:
 
 
 def plan_workflow(config: dict, hash_cache: str | Path | None = None) -> dict[str, MachinePlan]:
-    """Machine types with their files, in name order; raises DataError naming what is wrong.
+    """Machine types with their files, in name order; raises DataError/ConfigError naming what is wrong.
 
+    Also refuses, before any job runs, what would fail or be quietly changed later: an encoder
+    that is neither a folder with weights nor a resolvable Hub id, overrides of machine types
+    that are not there, too few training clips, and a scoring.k larger than a memory bank gives.
     With `hash_cache` (real data only: the demo's clips are made by the workflow itself), each
     machine type and part also gets the digest of its clips' contents.
     """
@@ -57,9 +64,10 @@ def plan_workflow(config: dict, hash_cache: str | Path | None = None) -> dict[st
     if config["demo"]:
         from .demo import demo_plan
 
-        clips = [dict(machine=c.machine.name, path=str(root / c.relpath), split=c.split, section="00")
-                 for c in demo_plan(demo_sizes(config))]
-    else:
+        clips = [dict(machine=c.machine.name, path=str(root / c.relpath), split=c.split, section="00",
+                      domain=c.domain, label=c.label) for c in demo_plan(demo_sizes(config))]
+    else:  # the demo writes its encoder in a job: there is nothing to check before
+        check_encoder_source(config["encoder"])
         clips = scan_clips(root)
     check_names(clips, root)
     found = sorted({c["machine"] for c in clips})
@@ -71,6 +79,9 @@ def plan_workflow(config: dict, hash_cache: str | Path | None = None) -> dict[st
     unknown = [m for m in score_only if m not in wanted]
     if unknown:
         raise DataError(f"score_only_machine_types: {unknown} are not among the machine types {wanted}")
+    unknown = [m for m in config["overrides"] if m not in wanted]
+    if unknown:
+        raise ConfigError(f"overrides.{unknown[0]}: no such machine type under data_root {root} (machine types: {wanted})")
     plans = {m: MachinePlan(m, trains_encoder=m not in score_only) for m in sorted(wanted)}
     for c in clips:
         plan = plans.get(c["machine"])
@@ -78,6 +89,8 @@ def plan_workflow(config: dict, hash_cache: str | Path | None = None) -> dict[st
             continue
         if c["split"] == "train":
             plan.train_files.append(c["path"])
+            if c["label"] == "normal":
+                plan.bank.append((c["section"], c["domain"]))
         elif c["split"] == "test":
             plan.test_files.append(c["path"])
             if c["section"] not in plan.test_sections:
@@ -86,6 +99,7 @@ def plan_workflow(config: dict, hash_cache: str | Path | None = None) -> dict[st
         plan.test_sections.sort()
         if not plan.train_files:
             raise DataError(f"machine type {plan.name}: no training clips under data_root {root}")
+        check_banks(plan, config)
     if config["finetune"]["mode"] != "frozen" and not any(p.trains_encoder for p in plans.values()):
         raise DataError("every machine type is listed in score_only_machine_types: none is left to train the encoder")
     if hash_cache is not None and not config["demo"]:
@@ -96,3 +110,29 @@ def plan_workflow(config: dict, hash_cache: str | Path | None = None) -> dict[st
             plan.content = {part: hashes.digest(plan.files(part), root) for part in PARTS}
         hashes.save()
     return plans
+
+
+def check_banks(plan: MachinePlan, config: dict) -> None:
+    """Enough normal training clips for the decision threshold, a bank for every test section, and a
+    scoring.k every bank can give, also to each of its own clips scored against the rest of it."""
+    scoring = machine_settings(config, plan.name, "scoring")
+    if len(plan.bank) < MIN_THRESHOLD_CLIPS:
+        raise DataError(f"machine type {plan.name}: {len(plan.bank)} normal training clip(s); the decision threshold "
+                        f"is fitted to their scores and needs at least {MIN_THRESHOLD_CLIPS}")
+    sections, domains = [s for s, _ in plan.bank], [d for _, d in plan.bank]
+    banks = memory_banks(sections, domains, scoring["bank_split"], scoring["domain_strategy"])
+    if scoring["bank_split"] == "section":
+        missing = [s for s in plan.test_sections if s not in banks]
+        if missing:
+            raise DataError(f"machine type {plan.name}: test clips of section(s) {missing} but no normal training clips "
+                            "of them, and scoring.bank_split = section scores each section against its own")
+    smallest = min((b for group in banks.values() for b in group), key=len)
+    k = scoring["k"]
+    if usable_k(k, len(smallest), leave_one_out=True) < k:
+        key = f"overrides.{plan.name}.scoring.k" if "k" in config["overrides"].get(plan.name, {}).get("scoring", {}) else "scoring.k"
+        secs, doms = sorted({sections[i] for i in smallest}), sorted({domains[i] for i in smallest})
+        label = ("section " if len(secs) == 1 else "sections ") + ", ".join(secs)
+        label += f", {doms[0]} domain" if scoring["domain_strategy"] == "min" and len(doms) == 1 else ""
+        raise ConfigError(f"{key} = {k}: the smallest memory bank of {plan.name} ({label}) has {len(smallest)} clips, "
+                          f"and each of them is scored against the other {len(smallest) - 1} for the decision threshold: "
+                          f"k can be at most {len(smallest) - 1}")

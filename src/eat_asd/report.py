@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import os
 from pathlib import Path
 
 import numpy as np
@@ -32,25 +33,11 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_table(frame: pd.DataFrame, csv_path: str | Path) -> None:
-    """The table as CSV and, beside it, as Markdown (.md)."""
-    csv_path = Path(csv_path)
+def write_table(frame: pd.DataFrame, csv_path: str | Path, md_path: str | Path) -> None:
+    """The table as CSV and as Markdown."""
     with atomic_path(csv_path) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.6g")  # significant digits: thresholds can be tiny
-    write_text(csv_path.with_suffix(".md"), markdown_table(frame))
-
-
-def dcase_table_with_summary(table: pd.DataFrame, summary: dict) -> pd.DataFrame:
-    """Per-section rows followed by the summary rows (harmonic means) in the same columns."""
-    extra = [
-        dict(machine_type="official_score (hmean of AUC(source), AUC(target), pAUC)", auc=summary["official_score"]),
-        dict(machine_type="arithmetic_mean", auc=summary["arithmetic_mean"]),
-        dict(machine_type="hmean_source", auc_source=summary["hmean_source"]),
-        dict(machine_type="hmean_target", auc_target=summary["hmean_target"]),
-        dict(machine_type="hmean_pauc", pauc=summary["hmean_pauc"]),
-    ]
-    out = pd.concat([table, pd.DataFrame(extra)], ignore_index=True)
-    return out.astype({"n_normal": "Int64", "n_anomaly": "Int64"}).fillna({"section": ""})
+    write_text(md_path, markdown_table(frame))
 
 
 def submission_names(machine: str, section: str) -> tuple[str, str]:
@@ -90,29 +77,47 @@ def _figure():
     return plt
 
 
+def _domain_panels(scores: pd.DataFrame) -> list[str | None]:
+    """One panel per domain the labelled test clips come from; [None] (one panel, every clip) without domains."""
+    lab = scores[scores["label"].isin(["normal", "anomaly"])]
+    return [d for d in ("source", "target") if (lab["domain"] == d).any()] or [None]
+
+
 def plot_roc(scores: pd.DataFrame, path: str | Path, title: str) -> dict[str, float]:
-    """ROC curve per section (and pooled) of one machine type; returns {curve name: AUC} of the curves drawn
-    (empty when it has no labelled normal and anomalous test clips)."""
+    """ROC curves of one machine type, one panel per domain with the clips the official AUC(domain)
+    ranks (that domain's normals and all anomalies), per section and pooled over sections.
+    Returns {curve name: AUC} of the curves drawn ("source: section 00", "target: all sections", or
+    without domains "section 00", "all clips"); empty when there are no labelled normal and anomalous clips."""
     from sklearn.metrics import roc_auc_score, roc_curve
+
+    from .metrics import domain_selection
 
     plt = _figure()
     lab = scores[scores["label"].isin(["normal", "anomaly"])]
-    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=100)
+    panels = _domain_panels(scores)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), dpi=100, squeeze=False)
     drawn: dict[str, float] = {}
-    groups = [("all clips", lab)] + ([(f"section {s}", g) for s, g in lab.groupby("section")] if lab["section"].nunique() > 1 else [])
-    for name, g in groups:
-        y = (g["label"] == "anomaly").astype(int)
-        if y.nunique() < 2:
-            continue
-        fpr, tpr, _ = roc_curve(y, g["score"])
-        drawn[name] = float(roc_auc_score(y, g["score"]))
-        ax.plot(fpr, tpr, label=f"{name} (AUC {drawn[name]:.3f})")
-    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="chance")
-    ax.axvspan(0, 0.1, color="orange", alpha=0.12, label="pAUC region (FPR ≤ 0.1)")
-    ax.set(xlabel="false positive rate (normals flagged)", ylabel="true positive rate (anomalies found)", title=title, xlim=(0, 1), ylim=(0, 1.01))
-    ax.legend(loc="lower right", fontsize=8)
+    for ax, domain in zip(axes[0], panels):
+        # "all anomalies of the section" per section is all anomalies when pooled over sections
+        clips = lab if domain is None else domain_selection(lab, domain)
+        prefix = "" if domain is None else f"{domain}: "
+        sections = [(f"section {s}", g) for s, g in clips.groupby("section")]
+        groups = [("all clips" if domain is None else "all sections", clips)] + (sections if len(sections) > 1 else [])
+        for name, g in groups:
+            y = (g["label"] == "anomaly").astype(int)
+            if y.nunique() < 2:
+                continue
+            fpr, tpr, _ = roc_curve(y, g["score"])
+            drawn[prefix + name] = float(roc_auc_score(y, g["score"]))
+            ax.plot(fpr, tpr, label=f"{name} (AUC {drawn[prefix + name]:.3f})")
+        ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="chance")
+        ax.axvspan(0, 0.1, color="orange", alpha=0.12, label="pAUC region (FPR ≤ 0.1)")
+        what = title if domain is None else f"{title}, {domain} domain\n({domain} normals vs all anomalies)"
+        ax.set(xlabel="false positive rate (normals flagged)", ylabel="true positive rate (anomalies found)",
+               title=what, xlim=(0, 1), ylim=(0, 1.01))
+        ax.legend(loc="lower right", fontsize=8)
     if not drawn:
-        ax.text(0.5, 0.5, "no labelled normal and anomalous\ntest clips: no ROC curve", ha="center", va="center")
+        axes[0][0].text(0.5, 0.5, "no labelled normal and anomalous\ntest clips: no ROC curve", ha="center", va="center")
     _save(fig, path)
     return drawn
 
@@ -133,30 +138,42 @@ def histogram_bins(values: np.ndarray, n_bins: int = 30) -> tuple[np.ndarray, bo
     return np.linspace(v.min(), v.max() + 1e-9, n_bins + 1), False
 
 
-def plot_histogram(scores: pd.DataFrame, train_scores: np.ndarray | None, threshold: float | None, path: str | Path,
-                   title: str) -> bool:
-    """Score distributions: training normals (leave-one-out), test normals, test anomalies, unlabeled.
-    Returns whether the score axis is logarithmic."""
+def plot_histogram(scores: pd.DataFrame, train_scores: np.ndarray | None, train_domains: np.ndarray | None,
+                   threshold: float | None, path: str | Path, title: str) -> bool:
+    """Score distributions, one panel per domain of the labelled test clips: that domain's training
+    normals (leave-one-out), test normals and test anomalies; without domains one panel with every
+    clip, unlabeled ones included. All panels share the bins. Returns whether the score axis is logarithmic."""
     plt = _figure()
-    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=100)
-    series = []
-    if train_scores is not None and len(train_scores):
-        series.append(("train normals (leave-one-out)", np.asarray(train_scores), "tab:grey"))
+    panels = _domain_panels(scores)
+    train = np.asarray(train_scores if train_scores is not None else [], dtype=float)
+    train_dom = np.asarray(train_domains if train_domains is not None else [None] * len(train), dtype=object)
     colours = {"normal": "tab:blue", "anomaly": "tab:red", "unknown": "tab:purple"}
-    for label in ("normal", "anomaly", "unknown"):
-        s = scores.loc[scores["label"] == label, "score"].to_numpy()
-        if len(s):
-            series.append((f"test {label}" if label != "unknown" else "test (unlabeled)", s, colours[label]))
-    bins, log_scale = histogram_bins(np.concatenate([s for _, s, _ in series]) if series else np.zeros(0))
-    for name, s, colour in series:
-        s = s[np.isfinite(s)]  # groups differ in size: each is drawn as fractions of its own clips
-        ax.hist(s, bins=bins, weights=np.full(len(s), 1 / max(1, len(s))), alpha=0.5, label=f"{name} (n={len(s)})", color=colour)
-    if log_scale:
-        ax.set_xscale("log")
-    if threshold is not None and np.isfinite(threshold):
-        ax.axvline(threshold, color="black", ls="--", label=f"decision threshold {threshold:.4g}")
-    ax.set(xlabel="anomaly score (kNN cosine distance" + (", log scale)" if log_scale else ")"), ylabel="fraction of the group's clips", title=title)
-    ax.legend(fontsize=8)
+    per_panel = []
+    for domain in panels:
+        series = []
+        own_train = train if domain is None else train[train_dom == domain]
+        if len(own_train):
+            series.append(("train normals (leave-one-out)", own_train, "tab:grey"))
+        clips = scores if domain is None else scores[scores["domain"] == domain]
+        for label in ("normal", "anomaly", "unknown"):
+            s = clips.loc[clips["label"] == label, "score"].to_numpy(dtype=float)
+            if len(s):
+                series.append((f"test {label}" if label != "unknown" else "test (unlabeled)", s, colours[label]))
+        per_panel.append(series)
+    every = [s for series in per_panel for _, s, _ in series]
+    bins, log_scale = histogram_bins(np.concatenate(every) if every else np.zeros(0))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), dpi=100, squeeze=False, sharex=True)
+    for ax, domain, series in zip(axes[0], panels, per_panel):
+        for name, s, colour in series:
+            s = s[np.isfinite(s)]  # groups differ in size: each is drawn as fractions of its own clips
+            ax.hist(s, bins=bins, weights=np.full(len(s), 1 / max(1, len(s))), alpha=0.5, label=f"{name} (n={len(s)})", color=colour)
+        if log_scale:
+            ax.set_xscale("log")
+        if threshold is not None and np.isfinite(threshold):
+            ax.axvline(threshold, color="black", ls="--", label=f"decision threshold {threshold:.4g}")
+        ax.set(xlabel="anomaly score (kNN cosine distance" + (", log scale)" if log_scale else ")"),
+               ylabel="fraction of the group's clips", title=title if domain is None else f"{title}, {domain} domain")
+        ax.legend(fontsize=8)
     _save(fig, path)
     return log_scale
 
@@ -184,54 +201,63 @@ def _html_figures(images: list[Path]) -> str:
     return "<div class='figs'>" + "".join(_img(p) for p in images) + "</div>"
 
 
-def html_report(out: str | Path, auroc: pd.DataFrame, dcase: pd.DataFrame, decisions: pd.DataFrame, summary: dict,
-                notes: list[str], plots: dict[str, list[Path]], config: dict, links: dict[str, str],
+def link_target(target: str | Path, page: str | Path) -> str:
+    """Where `target` lies seen from the folder of the HTML page `page`, so links work wherever the page is opened."""
+    return Path(os.path.relpath(Path(target).resolve(), Path(page).resolve().parent)).as_posix()
+
+
+def html_report(out: str | Path, auroc: pd.DataFrame, dcase: pd.DataFrame, means: pd.DataFrame, decisions: pd.DataFrame,
+                summary: dict, notes: list[str], plots: dict[str, list[Path]], config: dict, links: dict[str, str],
                 training: dict | None = None) -> None:
-    """One self-contained HTML page (images embedded) with results, plots, links and the configuration."""
+    """One self-contained HTML page (images embedded): the official score and result table first, then
+    the means, decisions, domain-split plots, the pooled AUROC table, links and the configuration."""
     import yaml
 
-    def rel(target: str) -> str:
-        return html.escape(str(Path(target).resolve().relative_to(Path(out).resolve().parent)) if Path(target).is_absolute() else target)
+    from .metrics import EVALUATOR
 
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>eat-asd report</title><style>",
-        "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}"
+        "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}"
         "table.t{border-collapse:collapse;margin:.5em 0}table.t td,table.t th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-        "table.t th{background:#f0f0f0}.figs{display:flex;gap:8px;align-items:flex-start}.figs img{width:49%;border:1px solid #eee}"
+        "table.t th{background:#f0f0f0}.figs{display:flex;flex-direction:column;gap:8px}.figs img{max-width:100%;border:1px solid #eee}"
         ".big{font-size:1.4em}"
         "pre{background:#f7f7f7;padding:1em;overflow:auto}.note{color:#a15c00}",
         "</style></head><body><h1>Anomalous sound detection report</h1>",
     ]
     decisions_html = ["<h2>Decisions</h2><p>A clip is flagged anomalous when its score exceeds the threshold: a quantile "
                       "of the gamma distribution fitted to the training clips' leave-one-out scores.</p>", _html_table(decisions)]
+    plots_html = [f"<h2>{html.escape(machine)}</h2>" + _html_figures(images) for machine, images in plots.items()]
     if summary.get("evaluation_only"):
         parts += [f"<p class='big'>Evaluation mode: {int(decisions['n_test'].sum())} unlabeled test clips scored; "
-                  "without labels there are no metrics.</p>"] + decisions_html
+                  "without labels there are no metrics.</p>"] + decisions_html + plots_html
     else:
+        left_out = summary.get("left_out") or []
         overall = auroc.loc[auroc["machine_type"] == "overall", "auroc"]
         parts += [
-            f"<p class='big'>Overall AUROC: <b>{format_number(float(overall.iloc[0]) if len(overall) else None)}</b> &nbsp; "
-            f"Official DCASE score: <b>{format_number(summary.get('official_score'))}</b></p>",
-            "<h2>AUROC per machine type</h2>", _html_table(auroc),
-            "<h2>Official DCASE metrics</h2><p>AUC(source/target): that domain's normals plus all anomalies of the section; "
-            "pAUC: all clips of the section, FPR ≤ 0.1 (McClish-standardised). Official score: harmonic mean of every AUC(source), "
-            "AUC(target) and pAUC.</p>", _html_table(dcase),
-            _html_table(pd.DataFrame([
-                ("official score (harmonic mean of every AUC(source), AUC(target), pAUC)", summary.get("official_score")),
-                ("arithmetic mean of the same values", summary.get("arithmetic_mean")),
-                ("harmonic mean of AUC(source)", summary.get("hmean_source")),
-                ("harmonic mean of AUC(target)", summary.get("hmean_target")),
-                ("harmonic mean of pAUC", summary.get("hmean_pauc")),
-            ], columns=["summary", "value"]).astype({"value": float})),
-        ] + decisions_html
+            f"<p class='big'>Official DCASE score: <b>{format_number(summary.get('official_score'))}</b></p>",
+            "<p>The harmonic mean of every section's AUC (source), AUC (target) and pAUC, computed with the formulas of "
+            f"{html.escape(EVALUATOR)}.</p>",
+        ]
+        if left_out:
+            parts.append(f"<p class='note'>The official score could not include {len(left_out)} undefined value(s): "
+                         f"{html.escape(', '.join(left_out))}.</p>")
+        parts += [
+            "<h2>Result table</h2><p>Per machine type and section. AUC and pAUC (source/target): that domain's normals "
+            "plus all anomalies of the section; pAUC: all clips of the section, FPR ≤ 0.1 (McClish-standardised); "
+            "precision, recall, F1 score: the decisions on that domain's clips. Last rows: arithmetic and harmonic "
+            "mean of each column over all sections.</p>", _html_table(dcase),
+            "<h2>Means over all machine types, sections and domains</h2>", _html_table(means),
+        ] + decisions_html + plots_html + [
+            f"<h2>AUROC per machine type</h2><p>Pooled over sections and domains; overall: "
+            f"{format_number(float(overall.iloc[0]) if len(overall) else None)}.</p>", _html_table(auroc),
+        ]
     if notes:
         parts.append("<h3>Notes</h3><ul>" + "".join(f"<li class='note'>{html.escape(n)}</li>" for n in notes) + "</ul>")
     if training:
         rows = [(key.replace("_", " "), format_number(v) if v is None or isinstance(v, float) else str(v))
                 for key, v in training.items()]
         parts.append("<h2>Encoder training</h2>" + _html_table(pd.DataFrame(rows, columns=["", "value"])))
-    for machine, images in plots.items():
-        parts.append(f"<h2>{html.escape(machine)}</h2>" + _html_figures(images))
-    parts.append("<h2>Files</h2><ul>" + "".join(f"<li><a href='{rel(t)}'>{html.escape(name)}</a></li>" for name, t in links.items()) + "</ul>")
+    parts.append("<h2>Files</h2><ul>" + "".join(f"<li><a href='{html.escape(link_target(t, out))}'>{html.escape(name)}</a></li>"
+                                                for name, t in links.items()) + "</ul>")
     parts.append("<h2>Configuration</h2><pre>" + html.escape(yaml.safe_dump(config, sort_keys=False)) + "</pre></body></html>")
     write_text(out, "\n".join(parts))

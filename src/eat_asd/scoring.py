@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .banks import MIN_THRESHOLD_CLIPS, bank_group, memory_banks, usable_k
 from .errors import DataError
 
 log = logging.getLogger(__name__)
@@ -74,11 +75,6 @@ def knn_distance(queries, bank, k: int = 1, exclude_self: bool = False, query_ch
     return out.numpy()
 
 
-def _groups(meta: pd.DataFrame, settings: ScoreSettings) -> pd.Series:
-    # "machine" and "all" differ only in the bank passed in: this machine type's clips, or every one's
-    return meta["section"].astype(str) if settings.bank_split == "section" else pd.Series("all", index=meta.index)
-
-
 def score_against_banks(bank_emb: np.ndarray, bank_meta: pd.DataFrame, query_emb: np.ndarray, query_meta: pd.DataFrame,
                         settings: ScoreSettings, leave_one_out: bool = False) -> np.ndarray:
     """Anomaly score per query (higher = more anomalous) against the bank(s) its settings select.
@@ -86,40 +82,46 @@ def score_against_banks(bank_emb: np.ndarray, bank_meta: pd.DataFrame, query_emb
     With leave_one_out, the queries are the first len(query_meta) bank clips (same order) and none
     is compared with itself: that gives the training scores the decision threshold is fitted on.
     """
+    return _scores_and_k(bank_emb, bank_meta, query_emb, query_meta, settings, leave_one_out)[0]
+
+
+def _scores_and_k(bank_emb, bank_meta, query_emb, query_meta, settings: ScoreSettings,
+                  leave_one_out: bool = False) -> tuple[np.ndarray, int]:
+    """The scores, and the smallest number of neighbours any of them was computed with."""
     bank_meta, query_meta = bank_meta.reset_index(drop=True), query_meta.reset_index(drop=True)
     scores = np.full(len(query_meta), np.nan)
-    bank_groups, query_groups = _groups(bank_meta, settings), _groups(query_meta, settings)
+    banks = memory_banks(bank_meta["section"].astype(str).tolist(), bank_meta["domain"].tolist(),
+                         settings.bank_split, settings.domain_strategy)
+    query_groups = query_meta["section"].astype(str).map(lambda s: bank_group(s, settings.bank_split))
+    k_used = settings.k
     for group in query_groups.unique():
         q_idx = np.flatnonzero(query_groups == group)
-        in_group = bank_groups == group
-        if not in_group.any():
+        if group not in banks:
             raise ValueError(f"no training clips in the memory bank for section {group}")
-        if settings.domain_strategy == "pooled":
-            banks = [np.flatnonzero(in_group)]
-        else:
-            banks = [np.flatnonzero(in_group & (bank_meta["domain"] == d)) for d in ("source", "target")]
-            banks = [b for b in banks if len(b)] or [np.flatnonzero(in_group)]
         per_bank = []
-        for b_idx in banks:
+        for b_idx in map(np.asarray, banks[group]):
             if leave_one_out:
                 # each query that is also in this bank skips itself; others see the full bank
-                per_bank.append(_loo_scores(bank_emb, b_idx, q_idx, settings.k))
+                d, k = _loo_scores(bank_emb, b_idx, q_idx, settings.k)
             else:
-                k = min(settings.k, len(b_idx))
-                per_bank.append(knn_distance(query_emb[q_idx], bank_emb[b_idx], k))
+                k = usable_k(settings.k, len(b_idx))
+                d = knn_distance(query_emb[q_idx], bank_emb[b_idx], k)
+            per_bank.append(d)
+            k_used = min(k_used, k)
         scores[q_idx] = np.min(per_bank, axis=0)
-    return scores
+    return scores, k_used
 
 
-def _loo_scores(emb: np.ndarray, bank_idx: np.ndarray, query_idx: np.ndarray, k: int) -> np.ndarray:
+def _loo_scores(emb: np.ndarray, bank_idx: np.ndarray, query_idx: np.ndarray, k: int) -> tuple[np.ndarray, int]:
     out = np.empty(len(query_idx))
     inside = np.isin(query_idx, bank_idx)
+    k_used = k
     if inside.any():
         sub = bank_idx[np.isin(bank_idx, query_idx[inside])]
         # queries inside the bank: order the bank so those come first and exclude the diagonal
         rest = bank_idx[~np.isin(bank_idx, sub)]
         order = np.concatenate([sub, rest])
-        kk = min(k, len(order) - 1)
+        kk = k_used = usable_k(k, len(order), leave_one_out=True)
         if kk < 1:
             out[inside] = np.inf  # a bank of one clip cannot score itself
         else:
@@ -127,8 +129,10 @@ def _loo_scores(emb: np.ndarray, bank_idx: np.ndarray, query_idx: np.ndarray, k:
             pos = {c: i for i, c in enumerate(sub)}
             out[inside] = d[[pos[c] for c in query_idx[inside]]]
     if (~inside).any():
-        out[~inside] = knn_distance(emb[query_idx[~inside]], emb[bank_idx], min(k, len(bank_idx)))
-    return out
+        kk = usable_k(k, len(bank_idx))
+        out[~inside] = knn_distance(emb[query_idx[~inside]], emb[bank_idx], kk)
+        k_used = min(k_used, kk)
+    return out, k_used
 
 
 def gamma_threshold(train_scores: np.ndarray, quantile: float) -> float:
@@ -137,8 +141,8 @@ def gamma_threshold(train_scores: np.ndarray, quantile: float) -> float:
 
     s = np.asarray(train_scores, dtype=float)
     s = s[np.isfinite(s)]
-    if len(s) < 3:
-        raise ValueError(f"need at least 3 finite training scores to fit the threshold, got {len(s)}")
+    if len(s) < MIN_THRESHOLD_CLIPS:
+        raise ValueError(f"need at least {MIN_THRESHOLD_CLIPS} finite training scores to fit the threshold, got {len(s)}")
     if np.ptp(s) == 0:
         return float(s[0])
     try:
@@ -157,8 +161,10 @@ def gamma_threshold(train_scores: np.ndarray, quantile: float) -> float:
 
 def score_machine(train_emb: np.ndarray, train_meta: pd.DataFrame, test_emb: np.ndarray, test_meta: pd.DataFrame,
                   settings: ScoreSettings, other_emb: np.ndarray | None = None,
-                  other_meta: pd.DataFrame | None = None) -> tuple[pd.DataFrame, float, np.ndarray]:
-    """Scores and decisions for one machine type's test clips: (table, threshold, training scores).
+                  other_meta: pd.DataFrame | None = None) -> tuple[pd.DataFrame, float, np.ndarray, dict[str, int]]:
+    """Scores and decisions for one machine type's test clips: (table, threshold, training scores,
+    k used): a bank smaller than settings.k gives fewer neighbours, and k_used says how many
+    ({"test": fewest for a test score, "threshold": fewest for a training score}).
 
     With bank_split "all", the training clips of the other machine types (other_emb, other_meta)
     join the bank; the threshold still comes from this machine type's training clips."""
@@ -166,13 +172,17 @@ def score_machine(train_emb: np.ndarray, train_meta: pd.DataFrame, test_emb: np.
     if settings.bank_split == "all" and other_emb is not None and len(other_emb):
         if other_emb.shape[1] != train_emb.shape[1]:
             raise DataError(f"scoring.bank_split = all: the other machine types' embeddings have {other_emb.shape[1]} "
-                             f"dimensions, this one's {train_emb.shape[1]} (use one embedding.pooling for all)")
+                            f"dimensions, this one's {train_emb.shape[1]} (use one embedding.pooling for all)")
         bank_emb = np.concatenate([train_emb, other_emb])
         bank_meta = pd.concat([train_meta, other_meta], ignore_index=True)
-    train_scores = score_against_banks(bank_emb, bank_meta, train_emb, train_meta, settings, leave_one_out=True)
+    # leave-one-out: this machine type's training clips are the first rows of the bank
+    train_scores, k_threshold = _scores_and_k(bank_emb, bank_meta, train_emb, train_meta, settings, leave_one_out=True)
     threshold = gamma_threshold(train_scores, settings.threshold_quantile)
-    scores = score_against_banks(bank_emb, bank_meta, test_emb, test_meta, settings)
+    scores, k_test = _scores_and_k(bank_emb, bank_meta, test_emb, test_meta, settings)
+    k_used = {"test": k_test, "threshold": k_threshold}
+    if k_test < settings.k or k_threshold < settings.k:
+        log.warning("scoring.k = %d is more than the smallest memory bank gives: k used %s", settings.k, k_used)
     table = test_meta[["filename", "machine", "section", "domain", "label", "attribute_string"]].reset_index(drop=True).copy()
     table["score"] = scores
     table["decision"] = (scores > threshold).astype(int)
-    return table, threshold, train_scores
+    return table, threshold, train_scores, k_used

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -128,11 +129,15 @@ def other_banks(embedding_paths: list[str | Path], manifest_paths: list[str | Pa
 
 def score(embeddings_path: str | Path, manifest_paths: list[str | Path], settings, scores_out: str | Path,
           info_out: str | Path, roc_out: str | Path | None = None, histogram_out: str | Path | None = None,
-          bank_embeddings: list[str | Path] = (), bank_manifests: list[str | Path] = ()) -> pd.DataFrame:
+          ground_truth: str | Path | None = None, bank_embeddings: list[str | Path] = (),
+          bank_manifests: list[str | Path] = ()) -> pd.DataFrame:
     """Scores and decisions of one machine type, its threshold and settings (JSON), and its plots if asked for.
 
+    ground_truth: a folder in the official evaluators' layout (see eat_asd.groundtruth) that gives
+    the test clips their labels and domains; scores and decisions do not depend on it.
     bank_embeddings/bank_manifests: the other machine types' embeddings and training manifests, whose
-    training clips join the memory bank when settings.bank_split is "all"."""
+    training clips join the memory bank when settings.bank_split is "all".
+    """
     from dataclasses import asdict
 
     from .report import plot_histogram, plot_roc
@@ -145,16 +150,21 @@ def score(embeddings_path: str | Path, manifest_paths: list[str | Path], setting
         log.warning("%s: scoring.bank_split = all, but no other machine types' embeddings given: the bank holds %s only",
                     machine, machine)
     other_emb, other_meta = other_banks(list(bank_embeddings), list(bank_manifests)) if settings.bank_split == "all" else (None, None)
-    table, threshold, train_scores = score_machine(bank_emb, bank_meta, test_emb, test_meta, settings, other_emb, other_meta)
+    table, threshold, train_scores, k_used = score_machine(bank_emb, bank_meta, test_emb, test_meta, settings, other_emb, other_meta)
+    if ground_truth is not None:
+        from .groundtruth import apply_ground_truth
+
+        table = apply_ground_truth(table, ground_truth, machine)
     write_csv(scores_out, table, float_format="%.8f")
     bank_machines = sorted({machine, *([] if other_meta is None else other_meta["machine"].astype(str))})
-    write_json(info_out, dict(machine=machine, threshold=threshold, settings=asdict(settings),
+    write_json(info_out, dict(machine=machine, threshold=threshold, settings=asdict(settings), k_used=k_used,
                               n_bank=len(bank_meta) + (0 if other_meta is None else len(other_meta)), bank_machines=bank_machines,
                               n_test=len(test_meta), train_scores=[float(s) for s in train_scores]))
     if roc_out is not None:
-        plot_roc(table, roc_out, f"{machine}: ROC (k={settings.k})")
+        plot_roc(table, roc_out, f"{machine}: ROC (k={k_used['test']})")
     if histogram_out is not None:
-        plot_histogram(table, train_scores, threshold, histogram_out, f"{machine}: anomaly scores")
+        plot_histogram(table, train_scores, bank_meta["domain"].to_numpy(), threshold, histogram_out,
+                       f"{machine}: anomaly scores")
     return table
 
 
@@ -175,15 +185,13 @@ def submission(scores_path: str | Path, section: str, scores_out: str | Path, de
     write_submission_pair(part, scores_out, decisions_out)
 
 
-def decision_table(scores: pd.DataFrame, score_paths: list[str | Path]) -> pd.DataFrame:
+def decision_table(scores: pd.DataFrame, info_paths: list[str | Path]) -> pd.DataFrame:
     """Per machine type and section: test clips, how many the threshold flags, and the threshold
-    (from the score job's JSON beside each score table)."""
+    (from the score jobs' JSON files; without them the threshold stays empty)."""
     thresholds = {}
-    for path in score_paths:
-        info_path = Path(path).with_suffix(".json")
-        if info_path.is_file():  # absent when score tables come from elsewhere: the threshold stays empty
-            info = json.loads(info_path.read_text())
-            thresholds[info["machine"]] = info["threshold"]
+    for path in info_paths:
+        info = json.loads(Path(path).read_text())
+        thresholds[info["machine"]] = info["threshold"]
     rows = []
     for (machine, section), g in scores.groupby(["machine", "section"], sort=True):
         rows.append(dict(machine_type=machine, section=section, n_test=len(g), n_flagged=int(g["decision"].sum()),
@@ -191,51 +199,74 @@ def decision_table(scores: pd.DataFrame, score_paths: list[str | Path]) -> pd.Da
     return pd.DataFrame(rows, columns=["machine_type", "section", "n_test", "n_flagged", "flagged_fraction", "threshold"])
 
 
-def aggregate(score_paths: list[str | Path], tables_dir: str | Path) -> dict:
-    """AUROC and official DCASE tables over every machine type's scores."""
-    from .metrics import auroc_table, dcase_metrics
-    from .report import dcase_table_with_summary, write_table
+@dataclass(frozen=True)
+class Tables:
+    """The files `aggregate` writes and `report` reads: each table as CSV and Markdown, and the summary."""
+    auroc: tuple[Path, Path]
+    dcase: tuple[Path, Path]
+    means: tuple[Path, Path]
+    decisions: tuple[Path, Path]
+    summary: Path
+
+    @classmethod
+    def in_folder(cls, folder: str | Path) -> "Tables":
+        """The layout of a tables/ folder (the workflow's rules name the same files)."""
+        folder = Path(folder)
+        pair = lambda stem: (folder / f"{stem}.csv", folder / f"{stem}.md")  # noqa: E731
+        return cls(pair("auroc"), pair("dcase_metrics"), pair("dcase_summary"), pair("decisions"), folder / "summary.json")
+
+
+def aggregate(score_paths: list[str | Path], info_paths: list[str | Path], tables: Tables) -> dict:
+    """AUROC table, the official DCASE result table and its means, and the decisions table over every
+    machine type's scores."""
+    from .metrics import auroc_table, column_means, dcase_metrics
+    from .report import write_table
 
     scores = pd.concat([read_scores(p) for p in score_paths], ignore_index=True)
-    tables_dir = Path(tables_dir)
-    if (scores["label"] == "unknown").all():
+    evaluation_only = bool((scores["label"] == "unknown").all())
+    if evaluation_only:
         log.info("evaluation mode: the test clips are unlabeled, so there are scores and decisions but no metrics")
         notes = ["evaluation mode: the test clips are unlabeled; scores, decisions and submission files only"]
-        auroc, _ = auroc_table(scores.iloc[:0])
-        dcase, summary, _ = dcase_metrics(scores.iloc[:0])
-        dnotes = []
+        scores_for_metrics = scores.iloc[:0]
     else:
-        auroc, notes = auroc_table(scores)
-        dcase, summary, dnotes = dcase_metrics(scores)
-    write_table(auroc, tables_dir / "auroc.csv")
-    write_table(dcase_table_with_summary(dcase, summary), tables_dir / "dcase_metrics.csv")
-    write_table(decision_table(scores, score_paths), tables_dir / "decisions.csv")
-    result = dict(summary, overall_auroc=float(auroc.iloc[-1]["auroc"]), notes=notes + dnotes,
-                  evaluation_only=bool((scores["label"] == "unknown").all()))
-    write_json(tables_dir / "summary.json", result)
-    log.info("overall AUROC %.4f, official DCASE score %.4f", result["overall_auroc"], result["official_score"])
+        notes, scores_for_metrics = [], scores
+    auroc, auroc_notes = auroc_table(scores_for_metrics)
+    dcase, means, summary, dcase_notes = dcase_metrics(scores_for_metrics)
+    write_table(auroc, *tables.auroc)
+    write_table(pd.concat([dcase, column_means(dcase)], ignore_index=True)
+                .astype({"n_normal": "Int64", "n_anomaly": "Int64"}).fillna({"section": ""}), *tables.dcase)
+    write_table(means, *tables.means)
+    write_table(decision_table(scores, info_paths), *tables.decisions)
+    result = dict(summary, overall_auroc=float(auroc.iloc[-1]["auroc"]), notes=notes + auroc_notes + dcase_notes,
+                  evaluation_only=evaluation_only)
+    write_json(tables.summary, result)
+    log.info("official DCASE score %.4f, overall AUROC %.4f", result["official_score"], result["overall_auroc"])
     return result
 
 
-def report(tables_dir: str | Path, plots_dir: str | Path, config: dict, out: str | Path, results_dir: str | Path,
+def report(tables: Tables, plot_paths: list[str | Path], config: dict, out: str | Path, results_dir: str | Path,
            training_summary: str | Path | None = None) -> None:
+    """The HTML report; plot files are named <machine>_<kind>.png."""
     from .report import html_report
 
-    tables_dir, plots_dir, results_dir = Path(tables_dir), Path(plots_dir), Path(results_dir)
-    auroc = pd.read_csv(tables_dir / "auroc.csv")
-    dcase = pd.read_csv(tables_dir / "dcase_metrics.csv", dtype={"section": str, "n_normal": "Int64", "n_anomaly": "Int64"})
-    dcase = dcase[dcase["section"].notna()]  # per-section rows; the summary rows come from summary.json
-    summary = json.loads((tables_dir / "summary.json").read_text())
-    decisions = pd.read_csv(tables_dir / "decisions.csv", dtype={"section": str})
+    results_dir = Path(results_dir)
+    auroc = pd.read_csv(tables.auroc[0])
+    dcase = pd.read_csv(tables.dcase[0], dtype={"section": str, "n_normal": "Int64", "n_anomaly": "Int64"})
+    dcase["section"] = dcase["section"].fillna("")  # the mean rows have no section
+    means = pd.read_csv(tables.means[0])
+    summary = json.loads(Path(tables.summary).read_text())
+    decisions = pd.read_csv(tables.decisions[0], dtype={"section": str})
     plots: dict[str, list[Path]] = {}
-    for png in sorted(plots_dir.glob("*.png")):
+    for png in map(Path, plot_paths):
         plots.setdefault(png.stem.rsplit("_", 1)[0], []).append(png)
-    links = {name: str(results_dir / rel) for name, rel in [
-        ("AUROC table (CSV)", "tables/auroc.csv"), ("AUROC table (Markdown)", "tables/auroc.md"),
-        ("DCASE metrics (CSV)", "tables/dcase_metrics.csv"), ("DCASE metrics (Markdown)", "tables/dcase_metrics.md"),
-        ("Decisions (CSV)", "tables/decisions.csv"),
-        ("Submission files", "submission"), ("Per-clip scores", "scores"), ("Encoder training log", "encoder/train_log.csv")]}
+    links = {"Result table (CSV)": tables.dcase[0], "Result table (Markdown)": tables.dcase[1],
+             "Means (CSV)": tables.means[0], "Means (Markdown)": tables.means[1], "Summary (JSON)": tables.summary,
+             "AUROC table (CSV)": tables.auroc[0], "AUROC table (Markdown)": tables.auroc[1],
+             "Decisions (CSV)": tables.decisions[0]}
+    links.update({name: results_dir / rel for name, rel in [
+        ("Submission files", "submission"), ("Per-clip scores", "scores"), ("Encoder training log", "encoder/train_log.csv")]})
+    links = {name: str(path) for name, path in links.items()}
     training = json.loads(Path(training_summary).read_text()) if training_summary else None
     if training:
         training.pop("settings", None)
-    html_report(out, auroc, dcase, decisions, summary, summary.get("notes", []), plots, config, links, training)
+    html_report(out, auroc, dcase, means, decisions, summary, summary.get("notes", []), plots, config, links, training)

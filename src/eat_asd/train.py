@@ -26,7 +26,7 @@ from .data import aux_labels, resolve_granularity, train_val_split, training_cli
 from .eat import EAT, HUB_PREFIX, POOLINGS, hub_commit, load_eat, resolve_checkpoint, save_eat
 from .embed import autocast, check_precision, default_device, to_device
 from .features import FeatureFile, FeatureSettings
-from .io import atomic_path, write_csv, write_json
+from .io import atomic_dir, atomic_path, write_csv, write_json
 from .errors import TrainingError
 
 log = logging.getLogger(__name__)
@@ -355,6 +355,9 @@ def train_encoder(encoder_source: str | Path, data: TrainingData, settings: Trai
             with autocast(device, settings.precision):
                 logits = model(x, y)
             loss = F.cross_entropy(logits.float(), y)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"epoch {epoch + 1}, batch {bi + 1}: the training loss is {loss.item()}; "
+                                    + _non_finite_cause(data, b, x, settings))
             (loss * len(b) / (settings.batch_size * settings.grad_accum)).backward()
             run_loss += loss.item() * len(b)
             run_correct += int((logits.argmax(1) == y).sum())
@@ -370,6 +373,9 @@ def train_encoder(encoder_source: str | Path, data: TrainingData, settings: Trai
         val_loss, val_acc = evaluate(model, data, va_idx, settings.batch_size, device, settings.precision) if len(va_idx) else (float("nan"), float("nan"))
         row = dict(epoch=epoch + 1, step=state["step"], train_loss=run_loss / seen, train_acc=run_correct / seen,
                    val_loss=val_loss, val_acc=val_acc, lr=scheduler.get_last_lr()[0], seconds=time.time() - t0)
+        if len(va_idx) and not math.isfinite(val_loss):
+            raise TrainingError(f"epoch {epoch + 1}: the validation loss is {val_loss}; "
+                                + _non_finite_cause(data, va_idx, None, settings))
         state["log"].append(row)
         log.info("epoch %d: train loss %.4f acc %.3f | val loss %.4f acc %.3f | %.1f s", row["epoch"], row["train_loss"],
                  row["train_acc"], val_loss, val_acc, row["seconds"])
@@ -395,6 +401,19 @@ def train_encoder(encoder_source: str | Path, data: TrainingData, settings: Trai
 
 
 LOG_COLUMNS = ["epoch", "step", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
+
+
+def _non_finite_cause(data: TrainingData, idx: np.ndarray, x: torch.Tensor | None, settings: TrainSettings) -> str:
+    """Why a loss is not finite: features holding NaN/inf (named), or training that diverged."""
+    if x is None:
+        x = data.read(idx)
+    bad = ~torch.isfinite(x.reshape(len(idx), -1)).all(dim=1).cpu().numpy()
+    if bad.any():
+        clips = data.clips.iloc[idx[bad]]
+        files = sorted({str(data.files[f].path) for f in clips["file"]})
+        return (f"the features of {int(bad.sum())} clip(s) are not finite, e.g. {', '.join(clips['path'].head(3))} "
+                f"(in {', '.join(files)}): rebuild the feature file")
+    return f"training diverged: lower train.lr (now {settings.lr})"
 
 
 def _count(model: nn.Module) -> int:
@@ -442,14 +461,10 @@ def write_adapter(directory: Path, peft_model: nn.Module, settings: TrainSetting
              for k, v in get_peft_model_state_dict(peft_model).items()}
     config = lora_config(settings, [HUB_PREFIX + t for t in targets], base_model_name_or_path=origin.name,
                          revision=origin.revision)
-    directory = Path(directory)
-    tmp_dir = directory.with_name(f".{directory.name}.tmp")
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    config.save_pretrained(str(tmp_dir))
-    save_file(state, str(tmp_dir / "adapter_model.safetensors"), metadata={"format": "pt"})
-    (tmp_dir / "README.md").write_text(adapter_card(origin.name, origin.revision, settings.lora_r, settings.lora_alpha, targets))
-    shutil.rmtree(directory, ignore_errors=True)
-    tmp_dir.rename(directory)
+    with atomic_dir(directory) as tmp_dir:
+        config.save_pretrained(str(tmp_dir))
+        save_file(state, str(tmp_dir / "adapter_model.safetensors"), metadata={"format": "pt"})
+        (tmp_dir / "README.md").write_text(adapter_card(origin.name, origin.revision, settings.lora_r, settings.lora_alpha, targets))
 
 
 def _checkpoint(path: Path, settings, data, model, optimizer, scheduler, state, origin: BaseEncoder) -> None:

@@ -4,14 +4,19 @@ import shlex
 import sys
 from pathlib import Path
 
-from eat_asd.config import as_json, feature_values, machine_section, train_values
+from eat_asd.config import as_json, feature_values, machine_settings, train_values
 from eat_asd.data import PARTS
+from eat_asd.groundtruth import check_covers, ground_truth_files
 from eat_asd.plan import plan_workflow
 
 R = config["results"]
 
 try:
     PLAN = plan_workflow(config, hash_cache=f"{R}/.clip-hashes.json")
+    if config["ground_truth"]:
+        check_covers(
+            config["ground_truth"], {m: p.test_sections for m, p in PLAN.items()}
+        )
 except EatAsdError as err:
     raise WorkflowError(str(err)) from None
 
@@ -52,17 +57,24 @@ def clip_contents(wildcards):
 
 
 def embedding_params(wildcards):
-    return as_json(machine_section(config, wildcards.machine, "embedding"))
+    return as_json(machine_settings(config, wildcards.machine, "embedding"))
 
 
 def scoring_params(wildcards):
-    return as_json(machine_section(config, wildcards.machine, "scoring"))
+    return as_json(machine_settings(config, wildcards.machine, "scoring"))
+
+
+# Labels of evaluation clips from the official ground truth: a machine's score job reads only its own files.
+def ground_truth_inputs(wildcards):
+    if not config["ground_truth"]:
+        return []
+    return ground_truth_files(config["ground_truth"], wildcards.machine)
 
 
 def other_banks(wildcards, kind):
     """With scoring.bank_split = all, a machine type's score job also reads every other machine type's
     embeddings and training manifest: the memory bank holds all training clips."""
-    if machine_section(config, wildcards.machine, "scoring")["bank_split"] != "all":
+    if machine_settings(config, wildcards.machine, "scoring")["bank_split"] != "all":
         return []
     others = [m for m in MACHINES if m != wildcards.machine]
     if kind == "embeddings":

@@ -1,10 +1,11 @@
-# Aggregation over machine types: AUROC and official DCASE tables, then the HTML report.
+# Aggregation over machine types: the official DCASE result table and its means, AUROC and decisions,
+# then the HTML report.
 
 
 rule aggregate:
     input:
         scores=expand(f"{R}/scores/{{machine}}.csv", machine=MACHINES),
-        # thresholds for the decisions table, read beside each score table
+        # the decision thresholds, for the decisions table
         info=expand(f"{R}/scores/{{machine}}.json", machine=MACHINES),
     output:
         auroc=report(
@@ -17,6 +18,12 @@ rule aggregate:
             category="Tables",
         ),
         dcase_md=f"{R}/tables/dcase_metrics.md",
+        means=report(
+            f"{R}/tables/dcase_summary.csv",
+            caption="../report/dcase_summary.rst",
+            category="Tables",
+        ),
+        means_md=f"{R}/tables/dcase_summary.md",
         decisions=report(
             f"{R}/tables/decisions.csv",
             caption="../report/decisions.rst",
@@ -28,16 +35,19 @@ rule aggregate:
         f"{R}/logs/aggregate.log",
     conda:
         "../../envs/data.yaml"
-    params:
-        tables=lambda wc, output: os.path.dirname(output.auroc),
     shell:
-        "eat-asd aggregate --scores {input.scores:q} --tables-dir {params.tables:q} > {log:q} 2>&1"
+        "eat-asd aggregate --scores {input.scores:q} --infos {input.info:q}"
+        " --auroc {output.auroc:q} {output.auroc_md:q} --dcase {output.dcase:q} {output.dcase_md:q}"
+        " --means {output.means:q} {output.means_md:q}"
+        " --decisions {output.decisions:q} {output.decisions_md:q} --summary {output.summary:q}"
+        " > {log:q} 2>&1"
 
 
 rule report:
     input:
         auroc=rules.aggregate.output.auroc,
         dcase=rules.aggregate.output.dcase,
+        means=rules.aggregate.output.means,
         summary=rules.aggregate.output.summary,
         decisions=rules.aggregate.output.decisions,
         plots=expand(
@@ -54,10 +64,9 @@ rule report:
         "../../envs/data.yaml"
     params:
         config=as_json(config),
-        tables=lambda wc, input: os.path.dirname(input.auroc),
-        plots=lambda wc, input: os.path.dirname(input.plots[0]),
-        results=lambda wc, output: os.path.dirname(output[0]),
+        results=R,
     shell:
-        "eat-asd report --tables-dir {params.tables:q} --plots-dir {params.plots:q}"
+        "eat-asd report --auroc {input.auroc:q} --dcase {input.dcase:q} --means {input.means:q}"
+        " --decisions {input.decisions:q} --summary {input.summary:q} --plots {input.plots:q}"
         " --results-dir {params.results:q} --config-json {params.config:q}"
         " --training-summary {input.training:q} --out {output:q} > {log:q} 2>&1"

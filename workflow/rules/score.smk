@@ -39,6 +39,7 @@ rule score:
         manifests=expand(f"{R}/manifests/{{{{machine}}}}.{{part}}.csv", part=PARTS),
         bank_embeddings=lambda wc: other_banks(wc, "embeddings"),
         bank_manifests=lambda wc: other_banks(wc, "manifests"),
+        ground_truth=ground_truth_inputs,
     output:
         scores=f"{R}/scores/{{machine}}.csv",
         info=f"{R}/scores/{{machine}}.json",
@@ -63,11 +64,14 @@ rule score:
         mem_mb=2000,
     params:
         settings=scoring_params,
+        # "" when the test clips carry their labels in their names
+        ground_truth=config["ground_truth"] or "",
     shell:
         "eat-asd score --embeddings {input.embeddings:q} --manifests {input.manifests:q}"
         " --bank-embeddings {input.bank_embeddings:q} --bank-manifests {input.bank_manifests:q}"
         " --settings {params.settings:q} --threads {threads} --out {output.scores:q}"
-        " --info {output.info:q} --roc {output.roc:q} --histogram {output.hist:q} > {log:q} 2>&1"
+        " --info {output.info:q} --roc {output.roc:q} --histogram {output.hist:q}"
+        " --ground-truth {params.ground_truth:q} > {log:q} 2>&1"
 
 
 # DCASE submission files of one section, cut from the machine type's score table (tiny: run locally).

@@ -1,0 +1,85 @@
+"""What turning clips into features changed about them (resampling, channel mix-down, zero padding,
+cropping), counted per feature file and stored in its metadata. Reading them back needs neither
+torch nor safetensors, so reports can show them."""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+METADATA_KEY = "audio_notes"
+N_EXAMPLES = 3
+
+
+@dataclass
+class AudioNotes:
+    clips: int = 0
+    resampled: int = 0  # not at 16 kHz
+    mixed_down: int = 0  # more than one channel
+    padded: int = 0  # shorter than features.target_frames: zero-padded
+    cropped: int = 0  # longer: the end is cut off
+    target_frames: int = 0
+    shortest_frames: int | None = None  # fbank frames of the shortest clip, before padding
+    sample_rates: dict[str, int] = field(default_factory=dict)  # rate of the resampled clips -> count
+    examples: dict[str, list[str]] = field(default_factory=dict)  # kind -> a few file names
+
+    def add(self, path: str | Path, sample_rate: int, channels: int, frames: int) -> None:
+        """Count one clip: its sample rate, channels and fbank frames before padding or cropping."""
+        from .audio import SAMPLE_RATE
+
+        self.clips += 1
+        self.shortest_frames = frames if self.shortest_frames is None else min(self.shortest_frames, frames)
+        kinds = []
+        if sample_rate != SAMPLE_RATE:
+            kinds.append("resampled")
+            self.sample_rates[str(sample_rate)] = self.sample_rates.get(str(sample_rate), 0) + 1
+        if channels > 1:
+            kinds.append("mixed_down")
+        if frames < self.target_frames:
+            kinds.append("padded")
+        elif frames > self.target_frames:
+            kinds.append("cropped")
+        for kind in kinds:
+            setattr(self, kind, getattr(self, kind) + 1)
+            names = self.examples.setdefault(kind, [])
+            if len(names) < N_EXAMPLES:
+                names.append(Path(path).name)
+
+    @property
+    def changed(self) -> bool:
+        """Whether any clip was resampled, mixed down or padded (cropping long clips is the expected case)."""
+        return bool(self.resampled or self.mixed_down or self.padded)
+
+    def summary(self) -> str:
+        """One line for the job log."""
+        parts = []
+        if self.resampled:
+            rates = ", ".join(f"{r} Hz: {n}" for r, n in sorted(self.sample_rates.items()))
+            parts.append(f"{self.resampled} resampled to 16 kHz (from {rates})")
+        if self.mixed_down:
+            parts.append(f"{self.mixed_down} mixed down to mono")
+        if self.padded:
+            parts.append(f"{self.padded} zero-padded to {self.target_frames} frames (shortest: {self.shortest_frames})")
+        if self.cropped:
+            parts.append(f"{self.cropped} cropped to {self.target_frames} frames")
+        changes = "; ".join(parts) if parts else "none resampled, mixed down, padded or cropped"
+        examples = "; ".join(f"{k}: {', '.join(v)}" for k, v in self.examples.items())
+        return f"{self.clips} clips: {changes}" + (f" (e.g. {examples})" if examples else "")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def read_audio_notes(feature_path: str | Path) -> AudioNotes | None:
+    """The notes stored in a feature file; None for a file written before they were recorded."""
+    path = Path(feature_path)
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))  # safetensors: header length, then the JSON header
+            header = json.loads(f.read(n))
+    except (OSError, struct.error, ValueError) as err:
+        raise ValueError(f"{path}: not a readable feature file ({err})") from err
+    text = (header.get("__metadata__") or {}).get(METADATA_KEY)
+    return AudioNotes(**json.loads(text)) if text else None
