@@ -147,8 +147,9 @@ def test_global_bank_of_every_machine_type():
     pump_train = np.stack([e[1], e[1] + 0.05 * e[3]])
     fan_test = np.stack([e[0], e[1], e[2]])
     tm, pm, qm = meta([("00", "source")] * 3), meta([("00", "source")] * 2).assign(machine="pump"), meta([("00", "source")] * 3)
-    own, _, own_train = score_machine(fan_train, tm, fan_test, qm, ScoreSettings())
-    glob, _, glob_train = score_machine(fan_train, tm, fan_test, qm, ScoreSettings(bank_split="all"), pump_train, pm)
+    own, _, own_train, _ = score_machine(fan_train, tm, fan_test, qm, ScoreSettings())
+    glob, _, glob_train, k_used = score_machine(fan_train, tm, fan_test, qm, ScoreSettings(bank_split="all"), pump_train, pm)
+    assert k_used == {"test": 1, "threshold": 1}
     assert own["score"][1] == pytest.approx(1.0, abs=1e-6) and glob["score"][1] == pytest.approx(0.0, abs=1e-6)
     assert glob["score"][0] == pytest.approx(0.0, abs=1e-6) and glob["score"][2] == pytest.approx(1.0, abs=1e-6)
     assert len(glob_train) == 3 and np.allclose(glob_train, own_train)  # fan's nearest neighbours are fan clips
