@@ -71,7 +71,7 @@ rule score:
         " --bank-embeddings {input.bank_embeddings:q} --bank-manifests {input.bank_manifests:q}"
         " --settings {params.settings:q} --threads {threads} --out {output.scores:q}"
         " --info {output.info:q} --roc {output.roc:q} --histogram {output.hist:q}"
-        " --ground-truth {params.ground_truth:q} > {log:q} 2>&1"
+        " --ground-truth={params.ground_truth:q} > {log:q} 2>&1"
 
 
 # DCASE submission files of one section, cut from the machine type's score table (tiny: run locally).
