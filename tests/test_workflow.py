@@ -109,7 +109,7 @@ def test_ground_truth_key_labels_the_test_clips(demo_run, tmp_path, ground_truth
     labelled = {t: pd.read_csv(copy / "results" / "tables" / t) for t in ("dcase_metrics.csv", "dcase_summary.csv")}
     option = f"ground_truth={tmp_path / 'gt'}"
     jobs = planned_jobs(snakemake(copy, "-n", "--config", option).stdout)
-    assert jobs == {"score": 3, "submission": 3, "aggregate": 1, "report": 1, "all": 1}
+    assert jobs == {"score": 3, "submission": 3, "aggregate": 1, "report": 1, "model_card": 1, "all": 1}
     snakemake(copy, "--cores", "2", "--config", option)
     for table, frame in labelled.items():
         assert pd.read_csv(copy / "results" / "tables" / table).equals(frame), table
@@ -117,7 +117,7 @@ def test_ground_truth_key_labels_the_test_clips(demo_run, tmp_path, ground_truth
     data = tmp_path / "gt" / "ground_truth_data" / "ground_truth_gearbox_section_00_test.csv"
     data.write_text(data.read_text().replace(",0\n", ",1\n", 1))
     text = snakemake(copy, "-n", "--config", option).stdout
-    assert planned_jobs(text) == {"score": 1, "submission": 1, "aggregate": 1, "report": 1, "all": 1}
+    assert planned_jobs(text) == {"score": 1, "submission": 1, "aggregate": 1, "report": 1, "model_card": 1, "all": 1}
     assert planned_wildcards(text) == {"machine=gearbox", "machine=gearbox, section=00"}
     assert snakemake(copy, "--cores", "2", "--config", option, check=False).returncode != 0
     assert "contradict their file names" in (copy / "results" / "logs" / "score" / "gearbox.log").read_text()
