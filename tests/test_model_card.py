@@ -27,8 +27,9 @@ def manifest(machine, rows):
 def run_files(tmp_path):
     tables = tmp_path / "tables"
     tables.mkdir()
-    (tables / "summary.json").write_text(json.dumps(dict(official_score=0.61234, overall_auroc=0.7, hmean_source=0.65,
-                                                         hmean_target=0.58, hmean_pauc=0.55, arithmetic_mean=0.62)))
+    means = {"harmonic mean": {"AUC": 0.6, "pAUC": 0.55}, "source harmonic mean": {"AUC": 0.65},
+             "target harmonic mean": {"AUC": 0.58}}
+    (tables / "summary.json").write_text(json.dumps(dict(official_score=0.61234, overall_auroc=0.7, means=means)))
     pd.DataFrame(dict(machine_type=["fan", "pump", "overall"], auroc=[0.8125, 0.59, 0.7], n_normal=[20, 20, 40],
                       n_anomaly=[20, 20, 40])).to_csv(tables / "auroc.csv", index=False)
     training = tmp_path / "encoder_summary.json"
@@ -54,6 +55,7 @@ def test_encoder_card_holds_data_settings_results_and_command(run_files):
     assert metrics == {"official_score": 0.61234, "auroc": 0.7}
     body = card.split("---\n", 2)[2]
     assert "Official DCASE score: 0.6123" in body and f"```bash\n{COMMAND}\n```" in body
+    assert "AUC(source) 0.6500, AUC(target) 0.5800, pAUC 0.5500" in body
     assert "| fan | 0.8125 |" in body and "| pump | 0.5900 |" in body  # per-machine results
     assert "Machine types: fan, pump" in body and "| fan | 990 | 10 | 50 | 50 | 50 | 50 |" in body  # clips per domain
     assert "| machine_type | train source normal | train target normal | test source anomaly |" in body

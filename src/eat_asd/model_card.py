@@ -61,6 +61,7 @@ def encoder_card(summary_path: str | Path, auroc_path: str | Path, training_path
     from .report import markdown_table
 
     summary = json.loads(Path(summary_path).read_text())
+    means = summary.get("means", {})  # the evaluator's means: {"harmonic mean": {"AUC": ..., "pAUC": ...}, ...}
     training = json.loads(Path(training_path).read_text())
     auroc = pd.read_csv(auroc_path)
     counts = clip_counts(manifest_paths)
@@ -99,8 +100,8 @@ def encoder_card(summary_path: str | Path, auroc_path: str | Path, training_path
         f"`{scoring.get('domain_strategy')}`, embedding pooling `{config.get('embedding', {}).get('pooling')}`.\n",
         "## Results\n",
         f"- Official DCASE score: {_number(summary.get('official_score'))}",
-        f"- Harmonic means: AUC(source) {_number(summary.get('hmean_source'))}, AUC(target) "
-        f"{_number(summary.get('hmean_target'))}, pAUC {_number(summary.get('hmean_pauc'))}",
+        f"- Harmonic means: AUC(source) {_number(means.get('source harmonic mean', {}).get('AUC'))}, AUC(target) "
+        f"{_number(means.get('target harmonic mean', {}).get('AUC'))}, pAUC {_number(means.get('harmonic mean', {}).get('pAUC'))}",
         f"- Overall AUROC: {_number(summary.get('overall_auroc'))}\n",
         "Per machine type:\n",
         markdown_table(auroc),
