@@ -48,3 +48,31 @@ def test_strings_from_the_command_line_are_coerced():
     assert cfg["overrides"]["fan"]["scoring"]["k"] == 5 and cfg["lora"]["blocks"] == [10, 11]
     with pytest.raises(ConfigError, match="scoring.k"):
         validate_config({"data_root": "x", "scoring": {"k": "abc"}})
+
+
+def test_classifier_pooling_schedule_and_revision_from_config():
+    cfg = validate_config({"data_root": "x", "embedding": {"pooling": "mean"}, "train": {"lr_schedule": "constant"},
+                           "encoder_revision": "v1.0"})
+    t = train_settings(cfg)
+    assert t.pooling == "mean" and t.lr_schedule == "constant" and cfg["encoder_revision"] == "v1.0"
+    assert validate_config({"data_root": "x"})["encoder_revision"] is None
+    with pytest.raises(ConfigError, match=r"train\.lr_schedule"):
+        validate_config({"data_root": "x", "train": {"lr_schedule": "linear"}})
+
+
+def test_seed_recipe_overlay_gives_the_seeds_settings():
+    """config/seed_recipe.yaml on top of config/config.yaml, merged the way Snakemake merges config files."""
+    import yaml
+    from snakemake.utils import update_config
+
+    from conftest import REPO
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    update_config(config, yaml.safe_load((REPO / "config" / "seed_recipe.yaml").read_text()))
+    cfg = validate_config(config)
+    t = train_settings(cfg)
+    assert (t.granularity, t.epochs, t.lr, t.lr_schedule, t.warmup_fraction, t.batch_size, t.pooling, t.mode) == \
+        ("machine", 1, 1e-4, "constant", 0.0, 16, "cls", "lora")
+    s = score_settings(cfg, "fan")
+    assert (s.k, s.bank_split, s.domain_strategy) == (1, "all", "pooled")
+    assert cfg["features"]["target_frames"] == 1024 and embed_settings(cfg, "fan").pooling == "cls"

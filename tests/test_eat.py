@@ -92,9 +92,72 @@ def test_missing_key_is_named(reference, tmp_path):
 
 
 def test_unexpected_key_is_named(reference, tmp_path):
-    ckpt = _rewrite(reference / "eat_tiny", tmp_path / "c", lambda s: {**s, "model.head.weight": torch.zeros(3)})
-    with pytest.raises(CheckpointError, match=r"unexpected keys: head\.weight"):
+    ckpt = _rewrite(reference / "eat_tiny", tmp_path / "c", lambda s: {**s, "model.decoder.weight": torch.zeros(3)})
+    with pytest.raises(CheckpointError, match=r"unexpected keys: decoder\.weight"):
         load_eat(ckpt)
+
+
+def test_checkpoint_finetuned_for_classification_loads_as_encoder(reference, tmp_path, caplog):
+    """The AS-2M fine-tuned layout: extra fc_norm and head layers, model_variant finetune."""
+    def add_classifier(state):
+        d = state["model.extra_tokens"].shape[-1]
+        return {**state, "model.fc_norm.weight": torch.ones(d), "model.fc_norm.bias": torch.zeros(d),
+                "model.head.weight": torch.randn(527, d), "model.head.bias": torch.zeros(527)}
+
+    ckpt = _rewrite(reference / "eat_tiny", tmp_path / "ft", add_classifier)
+    cfg = json.loads((ckpt / "config.json").read_text())
+    (ckpt / "config.json").write_text(json.dumps({**cfg, "model_variant": "finetune"}))
+    caplog.set_level("INFO", logger="eat_asd.eat")
+    model = load_eat(ckpt)
+    lines = [r.getMessage() for r in caplog.records if "not used by the encoder" in r.getMessage()]
+    assert len(lines) == 1 and "fc_norm.bias, fc_norm.weight, head.bias, head.weight" in lines[0]
+    x = torch.from_numpy(np.load(reference / "eat_tiny" / "input.npy"))
+    with torch.inference_mode():
+        assert np.abs(model(x).numpy() - np.load(reference / "eat_tiny" / "expected_features.npy")).max() < 1e-4
+
+
+HUB_LARGE_CONFIG = {  # the EAT-large field values, with the extra fields a Hub config.json carries
+    "embed_dim": 1024, "depth": 24, "num_heads": 16, "mlp_ratio": 4.0, "patch_size": 16, "stride": 16, "in_chans": 1,
+    "mel_bins": 128, "max_length": 768, "num_classes": 527, "model_variant": "pretrain", "qkv_bias": True,
+    "layer_norm_first": False, "norm_eps": 1e-6, "norm_affine": True, "fixed_positions": True, "img_size": [1024, 128],
+    "model_type": "eat", "architectures": ["EATModel"], "torch_dtype": "float32", "transformers_version": "4.51.0",
+    "auto_map": {"AutoConfig": "configuration_eat.EATConfig", "AutoModel": "modeling_eat.EATModel"},
+}
+
+
+def test_eat_large_config_and_weights_load(tmp_path):
+    cfg = EATConfig.from_dict(HUB_LARGE_CONFIG)
+    assert cfg == EATConfig.variant("large") and (cfg.embed_dim, cfg.depth, cfg.num_heads) == (1024, 24, 16)
+    with torch.device("meta"):
+        model = EAT(cfg)
+    assert len(model.blocks) == 24 and model.blocks[0].attn.qkv.weight.shape == (3072, 1024)
+    assert model.blocks[0].mlp.fc1.weight.shape == (4096, 1024)
+    params = sum(p.numel() for p in model.parameters())
+    assert 300e6 < params < 310e6  # EAT-large has about 309M parameters
+    # the large layout (1024-dim, 16 heads of 64) loads from files; one block keeps the test small
+    torch.manual_seed(0)
+    small = EAT(EATConfig(**{**VARIANT_LARGE_ONE_BLOCK}))
+    save_eat(small, tmp_path / "large")
+    loaded = load_eat(tmp_path / "large")
+    x = torch.randn(1, 1, 32, 128)
+    with torch.inference_mode():
+        assert torch.equal(small.eval()(x), loaded(x)) and loaded(x).shape == (1, 17, 1024)
+    with pytest.raises(ValueError, match="choose one of base, large"):
+        EATConfig.variant("huge")
+
+
+VARIANT_LARGE_ONE_BLOCK = dict(embed_dim=1024, depth=1, num_heads=16, max_length=4)
+
+
+def test_pool_cls_mean_and_both(tiny_model):
+    tokens = torch.randn(2, 5, 32)
+    assert torch.equal(EAT.pool(tokens, "cls"), tokens[:, 0])
+    assert torch.allclose(EAT.pool(tokens, "mean"), tokens[:, 1:].mean(1))
+    both = EAT.pool(tokens, "cls+mean")
+    assert both.shape == (2, 64) and torch.equal(both[:, :32], tokens[:, 0])
+    assert tiny_model.pooled_dim("cls+mean") == 64 and tiny_model.pooled_dim("mean") == 32
+    with pytest.raises(ValueError, match="pooling 'max'"):
+        EAT.pool(tokens, "max")
 
 
 def test_missing_checkpoint_is_named(tmp_path):
@@ -147,6 +210,25 @@ def test_hub_id_loads_from_offline_cache(reference, tmp_path, weights):
     code = "from eat_asd.eat import load_eat; load_eat('worstchan/not-there')"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode != 0 and "worstchan/not-there" in out.stderr and "HF_HUB_OFFLINE" in out.stderr
+
+
+def test_encoder_revision_pins_a_hub_commit(reference, tmp_path):
+    """A revision selects that snapshot of the cache, and the commit is read back from its folder name;
+    an unknown revision fails naming it; a local folder refuses a revision."""
+    cache = tmp_path / "hub"
+    _fake_hub_cache(cache, "worstchan/EAT-tiny-test", reference)
+    code = (
+        "from eat_asd.eat import resolve_checkpoint, hub_commit, load_eat;"
+        "d = resolve_checkpoint('worstchan/EAT-tiny-test', revision='main'); print(hub_commit(d));"
+        "load_eat('worstchan/EAT-tiny-test', revision='" + "a" * 40 + "');"
+        "load_eat('worstchan/EAT-tiny-test', revision='v9')"
+    )
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "a" * 40
+    assert out.returncode != 0 and "at revision 'v9'" in out.stderr
+    with pytest.raises(CheckpointError, match="encoder_revision = 'v1' applies to Hub ids only"):
+        load_eat(reference / "eat_tiny", revision="v1")
 
 
 def test_flop_count_matches_profiler(tiny_model):

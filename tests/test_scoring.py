@@ -139,6 +139,29 @@ def test_bf16_precision_is_close_to_float32(tiny_model):
         EmbedSettings(precision="fp8")
 
 
+def test_global_bank_of_every_machine_type():
+    """bank_split = all: test clips meet the other machine types' training clips too; the threshold
+    comes from this machine type's leave-one-out training scores against the whole bank."""
+    e = np.eye(4)
+    fan_train = np.stack([e[0], e[0] + 0.05 * e[3], e[0] + 0.1 * e[3]])
+    pump_train = np.stack([e[1], e[1] + 0.05 * e[3]])
+    fan_test = np.stack([e[0], e[1], e[2]])
+    tm, pm, qm = meta([("00", "source")] * 3), meta([("00", "source")] * 2).assign(machine="pump"), meta([("00", "source")] * 3)
+    own, _, own_train, _ = score_machine(fan_train, tm, fan_test, qm, ScoreSettings())
+    glob, _, glob_train, k_used = score_machine(fan_train, tm, fan_test, qm, ScoreSettings(bank_split="all"), pump_train, pm)
+    assert k_used == {"test": 1, "threshold": 1}
+    assert own["score"][1] == pytest.approx(1.0, abs=1e-6) and glob["score"][1] == pytest.approx(0.0, abs=1e-6)
+    assert glob["score"][0] == pytest.approx(0.0, abs=1e-6) and glob["score"][2] == pytest.approx(1.0, abs=1e-6)
+    assert len(glob_train) == 3 and np.allclose(glob_train, own_train)  # fan's nearest neighbours are fan clips
+    # leave-one-out against the global bank: a single-clip machine type finds the other machine types
+    bank, bank_meta = np.concatenate([pump_train[:1], fan_train]), pd.concat([pm[:1], tm], ignore_index=True)
+    lone_train = score_against_banks(bank, bank_meta, pump_train[:1], pm[:1], ScoreSettings(bank_split="all"), leave_one_out=True)
+    assert lone_train[0] == pytest.approx(1.0, abs=1e-6)
+    with pytest.raises(ValueError, match="dimensions"):
+        score_machine(fan_train, tm, fan_test, qm, ScoreSettings(bank_split="all"), np.ones((2, 5)), pm)
+    assert ScoreSettings(bank_split="all").bank_split == "all"
+
+
 def test_score_machine_says_which_k_small_banks_allowed(caplog):
     """Before, k was clamped to the bank silently and the scores JSON showed the requested k."""
     rng = np.random.default_rng(0)

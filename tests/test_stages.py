@@ -115,6 +115,27 @@ def test_bad_inputs_give_a_clear_error_and_exit_code(tmp_path, caplog):
     assert main(["embed", "--encoder", str(tmp_path / "nope"), "--features", "x", "--manifests", "y", "--out", "z"]) == 1
 
 
+def test_global_bank_through_score_and_evaluate(cli_run, tmp_path):
+    t, machines = cli_run
+    train_normals = {m: int(((pd.read_csv(t / f"{m}.csv")["split"] == "train") & (pd.read_csv(t / f"{m}.csv")["label"] == "normal")).sum())
+                     for m in machines}
+    assert main(["score", "--embeddings", str(t / "fan.npz"), "--manifests", str(t / "fan.csv"), "--settings", '{"bank_split": "all"}',
+                 "--bank-embeddings", str(t / "gearbox.npz"), str(t / "pump.npz"),
+                 "--bank-manifests", str(t / "gearbox.csv"), str(t / "pump.csv"),
+                 "--out", str(tmp_path / "fan.csv"), "--info", str(tmp_path / "fan.json")]) == 0
+    info = json.loads((tmp_path / "fan.json").read_text())
+    assert info["bank_machines"] == machines and info["n_bank"] == sum(train_normals.values())
+    assert len(info["train_scores"]) == train_normals["fan"]
+    cfg = tmp_path / "all.yaml"
+    cfg.write_text("data_root: unused\nscoring: {bank_split: all}\n")
+    assert main(["evaluate", "--config", str(cfg), "--embeddings", *[str(t / f"{m}.npz") for m in machines],
+                 "--manifests", *[str(t / f"{m}.csv") for m in machines], "--out", str(tmp_path / "eval")]) == 0
+    pump = json.loads((tmp_path / "eval" / "scores" / "pump.json").read_text())
+    assert pump["bank_machines"] == machines and pump["settings"]["bank_split"] == "all"
+    scores = pd.read_csv(tmp_path / "eval" / "scores" / "fan.csv")
+    assert np.allclose(scores["score"], pd.read_csv(tmp_path / "fan.csv")["score"])
+
+
 def anonymise(t, machine, names, out):
     """The machine type's manifest and embeddings as an evaluation set ships: test clips renamed to
     section_XX_NNNN.wav, no labels, no domains, no attributes."""

@@ -139,8 +139,8 @@ def test_same_seed_same_weights_and_resume_equals_uninterrupted(demo, tmp_path, 
 
     real = train_mod._checkpoint
 
-    def interrupt_after_epoch_2(path, settings, data, model, optimizer, scheduler, state):
-        real(path, settings, data, model, optimizer, scheduler, state)
+    def interrupt_after_epoch_2(path, settings, data, model, optimizer, scheduler, state, origin):
+        real(path, settings, data, model, optimizer, scheduler, state, origin)
         if state["epoch"] == 2:
             raise KeyboardInterrupt
 
@@ -180,6 +180,64 @@ def test_training_errors(demo, tmp_path):
         load_training_data(demo["paths"], test_only, FS, "auto")
     with pytest.raises(TrainingError, match="no_encoder_here"):
         train_encoder(tmp_path / "no_encoder_here", data_for(demo), TrainSettings(), tmp_path / "out", device="cpu")
+
+
+def test_classifier_trains_on_the_pooling_the_banks_use(demo, tmp_path):
+    data = data_for(demo)
+    encoder = load_eat(demo["encoder"])
+    head = train_mod.make_head(TrainSettings(), 32, len(data.classes))
+    x = torch.randn(2, 1, 64, 128)
+    with torch.no_grad():
+        tokens = encoder(x)
+        assert torch.allclose(train_mod.AuxClassifier(encoder, head, "mean")(x), head(tokens[:, 1:].mean(1)), atol=1e-6)
+        assert torch.allclose(train_mod.AuxClassifier(encoder, head)(x), head(tokens[:, 0]), atol=1e-6)
+    summary = run(demo, tmp_path, epochs=1, pooling="cls+mean")
+    assert summary["pooling"] == "cls+mean" and summary["settings"]["pooling"] == "cls+mean"
+    head_state = load_file(str(tmp_path / "head.safetensors"))
+    assert head_state["linear.weight"].shape == (len(data.classes), 64)  # CLS and patch mean: 2 x 32
+    assert load_file_meta(tmp_path / "head.safetensors")["pooling"] == "cls+mean"
+    with pytest.raises(ValueError, match="embedding.pooling = 'max'"):
+        TrainSettings(pooling="max")
+
+
+def test_constant_learning_rate_without_warmup(demo, tmp_path):
+    f = train_mod.lr_lambda(100, 0.0, "constant")
+    assert [f(s) for s in (0, 1, 50, 99)] == [1.0] * 4
+    warm = train_mod.lr_lambda(100, 0.1, "constant")
+    assert warm(0) == pytest.approx(0.1) and warm(10) == warm(99) == 1.0
+    cosine = train_mod.lr_lambda(100, 0.0)
+    assert cosine(0) == 1.0 and cosine(99) < 0.01
+    run(demo, tmp_path, epochs=2, lr=1e-4, lr_schedule="constant", warmup_fraction=0.0)
+    assert pd.read_csv(tmp_path / "train_log.csv")["lr"].tolist() == [1e-4, 1e-4]
+    with pytest.raises(ValueError, match="train.lr_schedule"):
+        TrainSettings(lr_schedule="linear")
+
+
+def test_lora_adapter_names_its_base_and_loads_with_peft_alone(demo, tmp_path):
+    """peft attaches the adapter to AutoModel.from_pretrained(base_model_name_or_path) by its own key
+    names; the result equals the merged encoder."""
+    from peft import PeftModel
+    from transformers import AutoModel
+
+    import eat_asd.hf_modeling  # noqa: F401  (the demo encoder's config.json has no auto_map)
+
+    run(demo, tmp_path, epochs=2, lora_blocks=(1,))
+    adapter = tmp_path / "lora_adapter"
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(demo["encoder"].resolve()) and config["revision"] is None
+    assert sorted(config["target_modules"]) == ["model.blocks.1.attn.proj", "model.blocks.1.attn.qkv"]
+    card = (adapter / "README.md").read_text()
+    assert card.startswith("---\n") and "library_name: peft" in card and str(demo["encoder"].resolve()) in card
+    base = AutoModel.from_pretrained(config["base_model_name_or_path"]).eval()
+    model = PeftModel.from_pretrained(base, str(adapter)).eval()
+    x = torch.randn(2, 1, 64, 128)
+    with torch.no_grad():
+        adapted = model(x).last_hidden_state
+        merged = load_eat(tmp_path / "encoder")(x)
+        plain = load_eat(demo["encoder"])(x)
+    assert (adapted - merged).abs().max() < 1e-5 and (merged - plain).abs().max() > 1e-4
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["encoder_revision"] is None and summary["encoder_commit"] is None
 
 
 @pytest.mark.parametrize("umask", [0o002, 0o022])

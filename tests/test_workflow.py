@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -18,7 +19,7 @@ def test_dry_run_dag_shape(demo_run):
     assert jobs["train_encoder"] == 1
     assert jobs["embed"] == jobs["score"] == len(MACHINES)
     assert jobs["manifest"] == jobs["features"] == 2 * len(MACHINES)
-    assert jobs["submission"] == len(MACHINES) and jobs["aggregate"] == jobs["report"] == 1
+    assert jobs["submission"] == len(MACHINES) and jobs["aggregate"] == jobs["report"] == jobs["model_card"] == 1
 
 
 def test_full_run_writes_every_output(demo_run):
@@ -51,6 +52,9 @@ def test_full_run_writes_every_output(demo_run):
     assert html.index("Official DCASE score") < html.index("<h2>AUROC per machine type")
     assert "href='tables/dcase_metrics.csv'" in html and "data:image/png;base64," in html and "train_source" in html
     assert (r / "encoder" / "encoder" / "model.safetensors").is_file()
+    assert (r / "encoder" / "encoder" / "modeling_eat.py").is_file()
+    card = (r / "encoder" / "encoder" / "README.md").read_text()
+    assert card.startswith("---\n") and "| fan |" in card and "snakemake" in card and "--cores 2" in card
     assert (r / "benchmarks" / "train_encoder.tsv").is_file()
     assert not list(r.rglob("*.tmp"))
 
@@ -66,11 +70,12 @@ def test_one_machines_setting_reruns_only_that_machine(demo_run):
     write_config(workdir, "k.yaml", overrides={"fan": {"scoring": {"k": 2}}})
     out = snakemake(workdir, "-n", config_file="k.yaml")
     text = out.stdout + out.stderr
-    assert planned_jobs(text) == {"score": 1, "submission": 1, "aggregate": 1, "report": 1, "all": 1}
+    assert planned_jobs(text) == {"score": 1, "submission": 1, "aggregate": 1, "report": 1, "model_card": 1, "all": 1}
     assert planned_wildcards(text) == {"machine=fan", "machine=fan, section=00"}
     write_config(workdir, "pool.yaml", overrides={"pump": {"embedding": {"pooling": "mean"}}})
     text = "".join(snakemake(workdir, "-n", config_file="pool.yaml").stdout)
-    assert planned_jobs(text) == {"embed": 1, "score": 1, "submission": 1, "aggregate": 1, "report": 1, "all": 1}
+    assert planned_jobs(text) == {"embed": 1, "score": 1, "submission": 1, "aggregate": 1, "report": 1, "model_card": 1,
+                                  "all": 1}
     # a training setting retrains the shared encoder and so everything after it
     write_config(workdir, "lr.yaml", train={**SMALL_DEMO["train"], "lr": 0.001})
     jobs = planned_jobs(snakemake(workdir, "-n", config_file="lr.yaml").stdout)
@@ -86,7 +91,7 @@ def test_replacing_test_clips_reruns_only_that_machine(demo_run):
         sf.write(clip, data[::-1].copy(), sr, subtype="PCM_16")
         text = snakemake(workdir, "-n").stdout
         assert planned_jobs(text) == {"manifest": 1, "features": 1, "embed": 1, "score": 1, "submission": 1,
-                                      "aggregate": 1, "report": 1, "all": 1}
+                                      "aggregate": 1, "report": 1, "model_card": 1, "all": 1}
         assert planned_wildcards(text) == {"machine=gearbox, part=test", "machine=gearbox", "machine=gearbox, section=00"}
     finally:
         clip.write_bytes(original)
@@ -104,7 +109,7 @@ def test_ground_truth_key_labels_the_test_clips(demo_run, tmp_path, ground_truth
     labelled = {t: pd.read_csv(copy / "results" / "tables" / t) for t in ("dcase_metrics.csv", "dcase_summary.csv")}
     option = f"ground_truth={tmp_path / 'gt'}"
     jobs = planned_jobs(snakemake(copy, "-n", "--config", option).stdout)
-    assert jobs == {"score": 3, "submission": 3, "aggregate": 1, "report": 1, "all": 1}
+    assert jobs == {"score": 3, "submission": 3, "aggregate": 1, "report": 1, "model_card": 1, "all": 1}
     snakemake(copy, "--cores", "2", "--config", option)
     for table, frame in labelled.items():
         assert pd.read_csv(copy / "results" / "tables" / table).equals(frame), table
@@ -112,7 +117,7 @@ def test_ground_truth_key_labels_the_test_clips(demo_run, tmp_path, ground_truth
     data = tmp_path / "gt" / "ground_truth_data" / "ground_truth_gearbox_section_00_test.csv"
     data.write_text(data.read_text().replace(",0\n", ",1\n", 1))
     text = snakemake(copy, "-n", "--config", option).stdout
-    assert planned_jobs(text) == {"score": 1, "submission": 1, "aggregate": 1, "report": 1, "all": 1}
+    assert planned_jobs(text) == {"score": 1, "submission": 1, "aggregate": 1, "report": 1, "model_card": 1, "all": 1}
     assert planned_wildcards(text) == {"machine=gearbox", "machine=gearbox, section=00"}
     assert snakemake(copy, "--cores", "2", "--config", option, check=False).returncode != 0
     assert "contradict their file names" in (copy / "results" / "logs" / "score" / "gearbox.log").read_text()
@@ -125,6 +130,7 @@ def test_ground_truth_key_labels_the_test_clips(demo_run, tmp_path, ground_truth
     (["finetune={mode: qlora}"], "finetune.mode"),
     (["demo=false", "data_root=/no/such/folder"], "/no/such/folder"),
     (["machine_types=[fan, drill]"], "drill"),
+    (["encoder_revision=v1"], "encoder_revision = 'v1' applies to Hub ids only"),
     (["overrides={fann: {scoring: {k: 2}}}"], "overrides.fann: no such machine type"),
     (["scoring={k: 500}"], "scoring.k = 500: the smallest memory bank of fan"),
     (["demo=false", "data_root=results", "encoder=no_such_encoder"], "encoder = no_such_encoder: no such folder"),
@@ -181,7 +187,7 @@ def test_unseen_dcase2020_folder_with_a_local_encoder(tmp_path, reference):
     os.utime(clip, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     text = snakemake(tmp_path, "-n", *config).stdout
     assert planned_jobs(text) == {"manifest": 1, "features": 1, "embed": 1, "score": 1, "submission": 1,
-                                  "aggregate": 1, "report": 1, "all": 1}
+                                  "aggregate": 1, "report": 1, "model_card": 1, "all": 1}
     assert planned_wildcards(text) == {"machine=valve, part=test", "machine=valve", "machine=valve, section=04"}
 
 
@@ -190,3 +196,20 @@ def test_snakemake_report_includes_tables_and_plots(demo_run, tmp_path):
     snakemake(workdir, "--report", str(tmp_path / "report.html"))
     text = (tmp_path / "report.html").read_text(errors="replace")
     assert "auroc.csv" in text and "fan_roc.png" in text and "dcase_metrics.csv" in text
+
+
+def test_global_bank_score_jobs_read_every_machines_embeddings(tmp_path):
+    """scoring.bank_split = all keeps one score job per machine type; each reads all embeddings.
+    A per-machine override keeps that machine type on its own bank."""
+    write_config(tmp_path, scoring={"bank_split": "all"}, overrides={"pump": {"scoring": {"bank_split": "machine"}}})
+    out = snakemake(tmp_path, "-n")
+    text = out.stdout + out.stderr
+    assert planned_jobs(text)["score"] == len(MACHINES)
+    inputs = {}
+    for block in text.split("rule score:")[1:]:
+        machine = re.search(r"wildcards: machine=(\w+)", block)[1]
+        inputs[machine] = set(re.search(r"input: (.*)", block)[1].split(", "))
+    for machine in ("fan", "gearbox"):
+        assert {f"results/embeddings/{m}.npz" for m in MACHINES} <= inputs[machine]
+        assert {f"results/manifests/{m}.train.csv" for m in MACHINES} <= inputs[machine]
+    assert [p for p in inputs["pump"] if p.startswith("results/embeddings/")] == ["results/embeddings/pump.npz"]

@@ -101,7 +101,8 @@ def cmd_train(args):
     if args.mode:
         settings = replace(settings, mode=args.mode)
     fs = FeatureSettings(**json.loads(args.feature_settings)) if args.feature_settings else feature_settings(_config(args, True))
-    summary = train(args.encoder, args.features, args.manifests, fs, settings, args.out, args.device)
+    summary = train(args.encoder, args.features, args.manifests, fs, settings, args.out, args.device,
+                    args.encoder_revision or None)
     print(json.dumps({k: v for k, v in summary.items() if k != "settings"}, indent=2, default=str))
 
 
@@ -130,7 +131,7 @@ def cmd_score(args):
 
     _threads(args)
     score(args.embeddings, args.manifests, _score_settings(args, args.machine or ""), args.out, args.info,
-          args.roc, args.histogram, args.ground_truth or None)
+          args.roc, args.histogram, args.ground_truth or None, args.bank_embeddings, args.bank_manifests)
 
 
 def cmd_evaluate(args):
@@ -144,12 +145,14 @@ def cmd_evaluate(args):
     from .data import read_manifest
 
     paths, infos = [], []
-    for emb, manifest in zip(args.embeddings, args.manifests):
+    for i, (emb, manifest) in enumerate(zip(args.embeddings, args.manifests)):
         machine = str(read_manifest(manifest)["machine"].iloc[0])
         paths.append(out / "scores" / f"{machine}.csv")
         infos.append(out / "scores" / f"{machine}.json")
+        others = [j for j in range(len(args.embeddings)) if j != i]  # the bank of bank_split = all
         table = score(emb, [manifest], _score_settings(args, machine), paths[-1], infos[-1],
-                      out / "plots" / f"{machine}_roc.png", out / "plots" / f"{machine}_scores.png", args.ground_truth)
+                      out / "plots" / f"{machine}_roc.png", out / "plots" / f"{machine}_scores.png", args.ground_truth,
+                      [args.embeddings[j] for j in others], [args.manifests[j] for j in others])
         write_submission(table, out / "submission")
     tables = Tables.in_folder(out / "tables")
     aggregate(paths, infos, tables)
@@ -199,6 +202,22 @@ def cmd_report(args):
     report(_tables(args), args.plots, config, args.out, args.results_dir, args.training_summary)
 
 
+def cmd_model_card(args):
+    from .model_card import write_encoder_card
+
+    write_encoder_card(args.out, args.summary, args.auroc, args.training_summary, args.manifests,
+                       json.loads(args.config_json), args.command)
+
+
+def cmd_publish(args):
+    from .publish import publish
+
+    plan = publish(args.encoder, args.repo_id, args.private, args.adapter, args.dry_run)
+    verb = "would upload" if args.dry_run else "uploaded"
+    for local, in_repo in plan:
+        print(f"{verb} {local} -> {args.repo_id}/{in_repo} ({local.stat().st_size} bytes)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="eat-asd", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages too")
@@ -243,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = add("train", cmd_train, "fine-tune the shared encoder on the training normals of all given machine types")
     common(s, device=True)
     s.add_argument("--encoder", required=True, help="Hub id or local folder of the pre-trained EAT")
+    s.add_argument("--encoder-revision", help="Hub branch, tag or commit of --encoder (default or empty: main)")
     s.add_argument("--features", nargs="+", required=True, help="feature files of the training machine types")
     s.add_argument("--manifests", nargs="+", required=True, help="their manifests, in the same order")
     s.add_argument("--feature-settings", help="JSON of the feature settings the files were made with")
@@ -268,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--roc", help="write the ROC curves (PNG) here")
     s.add_argument("--histogram", help="write the score histograms (PNG) here")
     s.add_argument("--ground-truth", metavar="DIR", help="official ground-truth folder giving the test clips labels and domains")
+    s.add_argument("--bank-embeddings", nargs="*", default=[], help="other machine types' embeddings (bank_split = all)")
+    s.add_argument("--bank-manifests", nargs="*", default=[], help="their training manifests")
 
     s = add("submission", cmd_submission, "the DCASE submission files of one section from a score table")
     s.add_argument("--scores", required=True, help="a machine type's score table (CSV, from `score`)")
@@ -308,6 +330,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config-json", help="the configuration as JSON (what the workflow passes)")
     s.add_argument("--training-summary", help="the encoder's training summary (JSON)")
     s.add_argument("--out", required=True, help="HTML file to write")
+
+    s = add("model-card", cmd_model_card, "the fine-tuned encoder's model card (README.md) from the run's tables")
+    s.add_argument("--summary", required=True, help="tables/summary.json")
+    s.add_argument("--auroc", required=True, help="tables/auroc.csv")
+    s.add_argument("--training-summary", required=True, help="encoder/summary.json")
+    s.add_argument("--manifests", nargs="+", required=True, help="the run's manifests (clip counts)")
+    s.add_argument("--config-json", required=True, help="the run's configuration as JSON")
+    s.add_argument("--command", default="", help="the command that started the run")
+    s.add_argument("--out", required=True, help="README.md to write (in the encoder folder)")
+
+    s = add("publish", cmd_publish, "upload the fine-tuned encoder (and its LoRA adapter) to the Hugging Face Hub")
+    s.add_argument("--repo-id", required=True, help="owner/name on the Hub")
+    s.add_argument("--encoder", default="results/encoder/encoder", help="the encoder folder")
+    s.add_argument("--adapter", help="also upload this LoRA adapter folder (into lora_adapter/)")
+    s.add_argument("--private", action="store_true", help="create the repo private")
+    s.add_argument("--dry-run", action="store_true", help="list what would be uploaded, upload nothing")
     return p
 
 

@@ -111,7 +111,8 @@ def train_values(config: dict) -> dict:
     lora = config["lora"]
     return dict(
         config["train"],
-        mode=config["finetune"]["mode"], lora_r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+        mode=config["finetune"]["mode"], pooling=config["embedding"]["pooling"], lora_r=lora["r"], lora_alpha=lora["alpha"],
+        lora_dropout=lora["dropout"],
         target_modules=list(lora["target_modules"]), lora_blocks=list(lora["blocks"]) if lora["blocks"] else None,
     )
 

@@ -5,6 +5,9 @@ Parameter names follow the Hugging Face `worstchan/EAT-*` checkpoints (after the
 `patch_embed.conv` here instead of `local_encoder.proj`, so that the LoRA target
 names `qkv` and `proj` match only the attention Linear layers
 (`blocks.N.attn.qkv`, `blocks.N.attn.proj`). Loading and saving translate the name.
+
+Everything above the checkpoints section is also the exported model code (see hf.py): it
+may import only the standard library and torch.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ DEFAULT_ENCODER = "worstchan/EAT-base_epoch30_pretrain"
 HUB_PREFIX = "model."
 # hub key prefix -> our key prefix
 _RENAMES = {"local_encoder.proj.": "patch_embed.conv."}
+# Layers of checkpoints fine-tuned for classification (e.g. AS-2M): not part of the encoder.
+CLASSIFIER_PREFIXES = ("head.", "fc_norm.")
+POOLINGS = ("cls", "mean", "cls+mean")
 
 
 
@@ -89,9 +95,19 @@ class EATConfig:
         d.update(model_type="eat", architectures=["EATModel"])
         return d
 
+    @classmethod
+    def variant(cls, name: str) -> "EATConfig":
+        """The published sizes: EAT-base (768-dim, 12 blocks, 12 heads) and EAT-large (1024, 24, 16)."""
+        if name not in VARIANTS:
+            raise ValueError(f"EAT variant {name!r}: choose one of {', '.join(VARIANTS)}")
+        return cls(**VARIANTS[name])
+
     @property
     def freq_patches(self) -> int:
         return self.mel_bins // self.patch_size
+
+
+VARIANTS = {"base": dict(embed_dim=768, depth=12, num_heads=12), "large": dict(embed_dim=1024, depth=24, num_heads=16)}
 
 
 def sincos_positions(time_patches: int, freq_patches: int, dim: int) -> torch.Tensor:
@@ -205,6 +221,20 @@ class EAT(nn.Module):
             x = block(x)
         return x
 
+    @staticmethod
+    def pool(tokens: torch.Tensor, pooling: str = "cls") -> torch.Tensor:
+        """Clip embedding from the output tokens: the CLS token, the mean of the patch tokens, or both
+        concatenated. Training and embedding both pool here, so the classifier sees what the banks hold."""
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling {pooling!r}: choose one of {', '.join(POOLINGS)}")
+        if pooling == "cls":
+            return tokens[:, 0]
+        patches = tokens[:, 1:].mean(dim=1)
+        return patches if pooling == "mean" else torch.cat([tokens[:, 0], patches], dim=1)
+
+    def pooled_dim(self, pooling: str = "cls") -> int:
+        return self.config.embed_dim * (2 if pooling == "cls+mean" else 1)
+
 
 # ---------------------------------------------------------------------------- checkpoints
 
@@ -225,10 +255,13 @@ def _ours_to_hub(key: str) -> str:
     return HUB_PREFIX + key
 
 
-def resolve_checkpoint(source: str | os.PathLike) -> Path:
-    """A local directory holding config.json and weights, downloading a Hub id into the HF cache if needed."""
+def resolve_checkpoint(source: str | os.PathLike, revision: str | None = None) -> Path:
+    """A local directory holding config.json and weights, downloading a Hub id (at `revision`, a branch,
+    tag or commit; None = main) into the HF cache if needed."""
     path = Path(source)
     if path.is_dir():
+        if revision:
+            raise CheckpointError(f"encoder_revision = {revision!r} applies to Hub ids only, but encoder {source} is a local folder")
         return path
     src = str(source)
     if path.exists() or not is_hub_id(src):
@@ -238,13 +271,19 @@ def resolve_checkpoint(source: str | os.PathLike) -> Path:
     try:
         # Only configuration and weights: the Hub repo's Python files are never fetched or run.
         # safetensors first; .bin weights (read with weights_only=True) only when a repo has no other.
-        path = Path(snapshot_download(src, allow_patterns=[CONFIG_NAME, "*.safetensors"]))
+        path = Path(snapshot_download(src, revision=revision, allow_patterns=[CONFIG_NAME, "*.safetensors"]))
         if not any(path.glob("*.safetensors")):
-            path = Path(snapshot_download(src, allow_patterns=[CONFIG_NAME, "*.bin"]))
+            path = Path(snapshot_download(src, revision=revision, allow_patterns=[CONFIG_NAME, "*.bin"]))
         return path
     except Exception as err:
         hint = " (HF_HUB_OFFLINE is set and it is not in the local cache)" if hub_offline() else ""
-        raise CheckpointError(f"encoder checkpoint {src!r}: cannot download from the Hugging Face Hub{hint}: {err}") from err
+        at = f" at revision {revision!r}" if revision else ""
+        raise CheckpointError(f"encoder checkpoint {src!r}{at}: cannot download from the Hugging Face Hub{hint}: {err}") from err
+
+
+def hub_commit(directory: Path) -> str | None:
+    """The commit of a Hub snapshot folder (huggingface_hub names them snapshots/<commit>), else None."""
+    return directory.name if directory.parent.name == "snapshots" else None
 
 
 def _read_weights(directory: Path) -> dict[str, torch.Tensor]:
@@ -265,9 +304,10 @@ def _read_weights(directory: Path) -> dict[str, torch.Tensor]:
     raise CheckpointError(f"{directory}: no {WEIGHTS_NAME} (or .bin weights) found")
 
 
-def load_eat(source: str | os.PathLike = DEFAULT_ENCODER) -> EAT:
-    """Load an EAT encoder from a local directory or a Hub id; returns it in eval mode on the CPU."""
-    directory = resolve_checkpoint(source)
+def load_eat(source: str | os.PathLike = DEFAULT_ENCODER, revision: str | None = None) -> EAT:
+    """Load an EAT encoder from a local directory or a Hub id (at `revision`); returns it in eval mode
+    on the CPU. The classification layers of fine-tuned checkpoints are left out (and logged)."""
+    directory = resolve_checkpoint(source, revision)
     cfg_path = directory / CONFIG_NAME
     if not cfg_path.is_file():
         raise CheckpointError(f"{directory}: no {CONFIG_NAME}")
@@ -277,6 +317,10 @@ def load_eat(source: str | os.PathLike = DEFAULT_ENCODER) -> EAT:
         raise CheckpointError(f"{cfg_path}: {err}") from err
     model = EAT(config)
     state = {_hub_to_ours(k): v for k, v in _read_weights(directory).items()}
+    classifier = sorted(k for k in state if k.startswith(CLASSIFIER_PREFIXES))
+    if classifier:
+        log.info("%s: fine-tuned for classification; not used by the encoder: %s", directory, ", ".join(classifier))
+        state = {k: v for k, v in state.items() if k not in classifier}
     pos_key = "fixed_positional_encoder.positions"
     if pos_key not in state:
         state[pos_key] = model.fixed_positional_encoder.positions.clone()
@@ -298,8 +342,11 @@ def load_eat(source: str | os.PathLike = DEFAULT_ENCODER) -> EAT:
 
 
 def save_eat(model: EAT, directory: str | os.PathLike) -> Path:
-    """Write config.json and model.safetensors in the Hub layout that load_eat reads."""
+    """Write config.json and model.safetensors in the Hub layout that load_eat reads, plus the modeling
+    file that makes the folder a transformers model (AutoModel with trust_remote_code=True)."""
     from safetensors.torch import save_file
+
+    from .hf import HF_CONFIG, write_modeling_file
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -307,7 +354,8 @@ def save_eat(model: EAT, directory: str | os.PathLike) -> Path:
     with atomic_path(directory / WEIGHTS_NAME) as tmp:
         save_file(state, str(tmp), metadata={"format": "pt"})
     with atomic_path(directory / CONFIG_NAME) as tmp:
-        tmp.write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
+        tmp.write_text(json.dumps({**model.config.to_dict(), **HF_CONFIG}, indent=2) + "\n")
+    write_modeling_file(directory)
     return directory
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-POOLINGS = ("cls", "mean", "cls+mean")
+from .eat import EAT, POOLINGS
 LONG_CLIPS = ("crop", "sliding")
 PRECISIONS = ("auto", "float32", "bfloat16")
 # On the CPU the encoder runs a few segments at a time: larger batches only push activations out
@@ -66,15 +66,6 @@ def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return x.to(device)
 
 
-def pool_tokens(tokens: torch.Tensor, pooling: str) -> torch.Tensor:
-    cls, patches = tokens[:, 0], tokens[:, 1:].mean(dim=1)
-    if pooling == "cls":
-        return cls
-    if pooling == "mean":
-        return patches
-    return torch.cat([cls, patches], dim=1)
-
-
 def windows(features: torch.Tensor, settings: EmbedSettings) -> torch.Tensor:
     """(B, T, F) -> (B, W, S, F): the segments each clip is embedded from."""
     seg = settings.segment_frames or features.shape[1]
@@ -108,10 +99,9 @@ def embed_features(model, features, settings: EmbedSettings = EmbedSettings(), d
         for s in range(0, len(x), step):
             with autocast(device, settings.precision):
                 tokens = model(x[s : s + step])
-            pooled.append(pool_tokens(tokens.float(), settings.pooling))
+            pooled.append(EAT.pool(tokens.float(), settings.pooling))
         emb = torch.cat(pooled).view(b, w, -1).mean(dim=1)
         out.append(emb.cpu())
     if not out:  # no clips (e.g. a machine type without test clips)
-        dim = model.config.embed_dim * (2 if settings.pooling == "cls+mean" else 1)
-        return np.zeros((0, dim), np.float32)
+        return np.zeros((0, model.pooled_dim(settings.pooling)), np.float32)
     return torch.cat(out).numpy()

@@ -34,5 +34,9 @@ class TrainingError(EatAsdError, RuntimeError):
     """Training cannot start or go on; the message says which setting or data is at fault."""
 
 
+class PublishError(EatAsdError, ValueError):
+    """A folder or repo id that cannot be published to the Hub; the message names the file or setting."""
+
+
 class LockError(EatAsdError, RuntimeError):
     """A results folder that another run is writing to."""

@@ -58,6 +58,9 @@ def plan_workflow(config: dict, hash_cache: str | Path | None = None) -> dict[st
     machine type and part also gets the digest of its clips' contents.
     """
     root = Path(config["data_root"])
+    if config["encoder_revision"] and (config["demo"] or Path(config["encoder"]).is_dir()):
+        raise ConfigError(f"encoder_revision = {config['encoder_revision']!r} applies to Hub ids only; "
+                         f"encoder {config['encoder']} is a local folder")
     if config["demo"]:
         from .demo import demo_plan
 

@@ -10,17 +10,18 @@ import pandas as pd
 import torch
 
 from .banks import MIN_THRESHOLD_CLIPS, bank_group, memory_banks, usable_k
+from .errors import DataError
 
 log = logging.getLogger(__name__)
 
-BANK_SPLITS = ("machine", "section")
+BANK_SPLITS = ("machine", "section", "all")
 DOMAIN_STRATEGIES = ("pooled", "min")
 
 
 @dataclass(frozen=True)
 class ScoreSettings:
     k: int = 1
-    bank_split: str = "machine"  # one bank per machine type, or one per section
+    bank_split: str = "machine"  # one bank per machine type, one per section, or one of every machine type
     domain_strategy: str = "pooled"  # one bank for both domains, or min over source and target banks
     threshold_quantile: float = 0.9  # of the gamma fitted to the training clips' leave-one-out scores
 
@@ -78,8 +79,8 @@ def score_against_banks(bank_emb: np.ndarray, bank_meta: pd.DataFrame, query_emb
                         settings: ScoreSettings, leave_one_out: bool = False) -> np.ndarray:
     """Anomaly score per query (higher = more anomalous) against the bank(s) its settings select.
 
-    With leave_one_out, the queries are the bank clips themselves (same order) and none is
-    compared with itself: that gives the training scores the decision threshold is fitted on.
+    With leave_one_out, the queries are the first len(query_meta) bank clips (same order) and none
+    is compared with itself: that gives the training scores the decision threshold is fitted on.
     """
     return _scores_and_k(bank_emb, bank_meta, query_emb, query_meta, settings, leave_one_out)[0]
 
@@ -159,13 +160,25 @@ def gamma_threshold(train_scores: np.ndarray, quantile: float) -> float:
 
 
 def score_machine(train_emb: np.ndarray, train_meta: pd.DataFrame, test_emb: np.ndarray, test_meta: pd.DataFrame,
-                  settings: ScoreSettings) -> tuple[pd.DataFrame, float, np.ndarray, dict[str, int]]:
+                  settings: ScoreSettings, other_emb: np.ndarray | None = None,
+                  other_meta: pd.DataFrame | None = None) -> tuple[pd.DataFrame, float, np.ndarray, dict[str, int]]:
     """Scores and decisions for one machine type's test clips: (table, threshold, training scores,
     k used): a bank smaller than settings.k gives fewer neighbours, and k_used says how many
-    ({"test": fewest for a test score, "threshold": fewest for a training score})."""
-    train_scores, k_threshold = _scores_and_k(train_emb, train_meta, train_emb, train_meta, settings, leave_one_out=True)
+    ({"test": fewest for a test score, "threshold": fewest for a training score}).
+
+    With bank_split "all", the training clips of the other machine types (other_emb, other_meta)
+    join the bank; the threshold still comes from this machine type's training clips."""
+    bank_emb, bank_meta = train_emb, train_meta
+    if settings.bank_split == "all" and other_emb is not None and len(other_emb):
+        if other_emb.shape[1] != train_emb.shape[1]:
+            raise DataError(f"scoring.bank_split = all: the other machine types' embeddings have {other_emb.shape[1]} "
+                            f"dimensions, this one's {train_emb.shape[1]} (use one embedding.pooling for all)")
+        bank_emb = np.concatenate([train_emb, other_emb])
+        bank_meta = pd.concat([train_meta, other_meta], ignore_index=True)
+    # leave-one-out: this machine type's training clips are the first rows of the bank
+    train_scores, k_threshold = _scores_and_k(bank_emb, bank_meta, train_emb, train_meta, settings, leave_one_out=True)
     threshold = gamma_threshold(train_scores, settings.threshold_quantile)
-    scores, k_test = _scores_and_k(train_emb, train_meta, test_emb, test_meta, settings)
+    scores, k_test = _scores_and_k(bank_emb, bank_meta, test_emb, test_meta, settings)
     k_used = {"test": k_test, "threshold": k_threshold}
     if k_test < settings.k or k_threshold < settings.k:
         log.warning("scoring.k = %d is more than the smallest memory bank gives: k used %s", settings.k, k_used)

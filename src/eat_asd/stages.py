@@ -57,12 +57,12 @@ def make_features(manifest_path: str | Path, settings, out: str | Path, batch_si
 
 
 def train(encoder: str, feature_paths: list[str], manifest_paths: list[str], feature_settings, settings, out_dir,
-          device: str = "auto") -> dict:
+          device: str = "auto", revision: str | None = None) -> dict:
     from .train import load_training_data, train_encoder
 
     manifests = [read_manifest(p) for p in manifest_paths]
     data = load_training_data(feature_paths, manifests, feature_settings, settings.granularity)
-    return train_encoder(encoder, data, settings, out_dir, device=resolve_device(device))
+    return train_encoder(encoder, data, settings, out_dir, device=resolve_device(device), revision=revision)
 
 
 def read_manifests(paths: list[str | Path]) -> pd.DataFrame:
@@ -98,10 +98,14 @@ def embed(encoder: str | Path, feature_paths: list[str | Path], manifest_paths: 
         np.savez(f, embeddings=emb.astype(np.float32), keys=clips["key"].to_numpy(str), roles=roles)
 
 
-def read_embeddings(path: str | Path, manifest: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame, np.ndarray, pd.DataFrame]:
-    """(bank embeddings, bank rows of the manifest, test embeddings, test rows)."""
+def read_embeddings(path: str | Path, manifest: pd.DataFrame,
+                    bank_only: bool = False) -> tuple[np.ndarray, pd.DataFrame, np.ndarray, pd.DataFrame]:
+    """(bank embeddings, bank rows of the manifest, test embeddings, test rows); with bank_only, the
+    test clips are skipped (the manifest then needs only the training clips)."""
     with np.load(path) as z:
         emb, keys, roles = z["embeddings"], z["keys"], z["roles"]
+    if bank_only:
+        emb, keys, roles = emb[roles == "bank"], keys[roles == "bank"], roles[roles == "bank"]
     by_key = manifest.set_index("key")
     missing = [k for k in keys if k not in by_key.index]
     if missing:
@@ -111,13 +115,28 @@ def read_embeddings(path: str | Path, manifest: pd.DataFrame) -> tuple[np.ndarra
     return emb[bank], meta[bank].reset_index(drop=True), emb[test], meta[test].reset_index(drop=True)
 
 
+def other_banks(embedding_paths: list[str | Path], manifest_paths: list[str | Path]) -> tuple[np.ndarray | None, pd.DataFrame | None]:
+    """The memory-bank embeddings and rows of other machine types (for scoring.bank_split = all)."""
+    if not embedding_paths:
+        return None, None
+    manifest = read_manifests(manifest_paths)
+    parts = [read_embeddings(p, manifest, bank_only=True)[:2] for p in embedding_paths]
+    dims = {Path(p).name: e.shape[1] for p, (e, _) in zip(embedding_paths, parts)}
+    if len(set(dims.values())) > 1:
+        raise DataError(f"scoring.bank_split = all: embeddings of different sizes {dims} (use one embedding.pooling for all)")
+    return np.concatenate([e for e, _ in parts]), pd.concat([m for _, m in parts], ignore_index=True)
+
+
 def score(embeddings_path: str | Path, manifest_paths: list[str | Path], settings, scores_out: str | Path,
           info_out: str | Path, roc_out: str | Path | None = None, histogram_out: str | Path | None = None,
-          ground_truth: str | Path | None = None) -> pd.DataFrame:
+          ground_truth: str | Path | None = None, bank_embeddings: list[str | Path] = (),
+          bank_manifests: list[str | Path] = ()) -> pd.DataFrame:
     """Scores and decisions of one machine type, its threshold and settings (JSON), and its plots if asked for.
 
     ground_truth: a folder in the official evaluators' layout (see eat_asd.groundtruth) that gives
     the test clips their labels and domains; scores and decisions do not depend on it.
+    bank_embeddings/bank_manifests: the other machine types' embeddings and training manifests, whose
+    training clips join the memory bank when settings.bank_split is "all".
     """
     from dataclasses import asdict
 
@@ -127,14 +146,20 @@ def score(embeddings_path: str | Path, manifest_paths: list[str | Path], setting
     manifest = read_manifests(manifest_paths)
     bank_emb, bank_meta, test_emb, test_meta = read_embeddings(embeddings_path, manifest)
     machine = str(manifest["machine"].iloc[0])
-    table, threshold, train_scores, k_used = score_machine(bank_emb, bank_meta, test_emb, test_meta, settings)
+    if settings.bank_split == "all" and not bank_embeddings:
+        log.warning("%s: scoring.bank_split = all, but no other machine types' embeddings given: the bank holds %s only",
+                    machine, machine)
+    other_emb, other_meta = other_banks(list(bank_embeddings), list(bank_manifests)) if settings.bank_split == "all" else (None, None)
+    table, threshold, train_scores, k_used = score_machine(bank_emb, bank_meta, test_emb, test_meta, settings, other_emb, other_meta)
     if ground_truth is not None:
         from .groundtruth import apply_ground_truth
 
         table = apply_ground_truth(table, ground_truth, machine)
     write_csv(scores_out, table, float_format="%.8f")
+    bank_machines = sorted({machine, *([] if other_meta is None else other_meta["machine"].astype(str))})
     write_json(info_out, dict(machine=machine, threshold=threshold, settings=asdict(settings), k_used=k_used,
-                              n_bank=len(bank_meta), n_test=len(test_meta), train_scores=[float(s) for s in train_scores]))
+                              n_bank=len(bank_meta) + (0 if other_meta is None else len(other_meta)), bank_machines=bank_machines,
+                              n_test=len(test_meta), train_scores=[float(s) for s in train_scores]))
     if roc_out is not None:
         plot_roc(table, roc_out, f"{machine}: ROC (k={k_used['test']})")
     if histogram_out is not None:

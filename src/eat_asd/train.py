@@ -1,7 +1,7 @@
 """Fine-tuning ONE shared EAT encoder on the normal training clips of all machine types.
 
-An auxiliary classifier on the CLS embedding learns labels finer than the machine type
-(machine x section x attributes); the encoder adapts through LoRA on the attention qkv and
+An auxiliary classifier on the pooled clip embedding (the same pooling the memory banks use)
+learns labels finer than the machine type (machine x section x attributes); the encoder adapts through LoRA on the attention qkv and
 proj layers (or fully, or not at all). Validation uses held-out training normals only.
 """
 
@@ -23,7 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .data import aux_labels, resolve_granularity, train_val_split, training_clips
-from .eat import EAT, load_eat, save_eat
+from .eat import EAT, HUB_PREFIX, POOLINGS, hub_commit, load_eat, resolve_checkpoint, save_eat
 from .embed import autocast, check_precision, default_device, to_device
 from .features import FeatureFile, FeatureSettings
 from .io import atomic_dir, atomic_path, write_csv, write_json
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 MODES = ("lora", "full", "frozen")
 LOSSES = ("softmax", "arcface")
+LR_SCHEDULES = ("cosine", "constant")
 
 
 
@@ -54,6 +55,7 @@ class TrainSettings:
     batch_size: int = 16
     grad_accum: int = 1
     lr: float = 5e-4
+    lr_schedule: str = "cosine"  # after the linear warmup: cosine decay to 0, or constant
     weight_decay: float = 0.01
     warmup_fraction: float = 0.1
     val_fraction: float = 0.1
@@ -64,12 +66,15 @@ class TrainSettings:
     freq_masks: int = 0
     freq_mask_bins: int = 16
     precision: str = "auto"  # auto: bf16 autocast on CUDA, float32 elsewhere; or float32 / bfloat16
+    pooling: str = "cls"  # the classifier's input: embedding.pooling, so it trains what the banks use
 
     def __post_init__(self):
         check_precision(self.precision, "train.precision")
         checks = [
             (self.mode in MODES, f"finetune.mode = {self.mode!r}: choose one of {', '.join(MODES)}"),
             (self.loss in LOSSES, f"train.loss = {self.loss!r}: choose one of {', '.join(LOSSES)}"),
+            (self.lr_schedule in LR_SCHEDULES, f"train.lr_schedule = {self.lr_schedule!r}: choose one of {', '.join(LR_SCHEDULES)}"),
+            (self.pooling in POOLINGS, f"embedding.pooling = {self.pooling!r}: choose one of {', '.join(POOLINGS)}"),
             (self.epochs >= 1, f"train.epochs = {self.epochs}: must be at least 1"),
             (self.batch_size >= 1 and self.grad_accum >= 1, "train.batch_size and train.grad_accum must be at least 1"),
             (self.lora_r >= 1, f"lora.r = {self.lora_r}: must be at least 1"),
@@ -112,14 +117,14 @@ class SoftmaxHead(nn.Module):
 
 
 class AuxClassifier(nn.Module):
-    """Encoder + classifier on its CLS token."""
+    """Encoder + classifier on the pooled clip embedding (EAT.pool, as in embedding)."""
 
-    def __init__(self, encoder: nn.Module, head: nn.Module):
+    def __init__(self, encoder: nn.Module, head: nn.Module, pooling: str = "cls"):
         super().__init__()
-        self.encoder, self.head = encoder, head
+        self.encoder, self.head, self.pooling = encoder, head, pooling
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.head(self.encoder(x)[:, 0].float(), labels)
+        return self.head(EAT.pool(self.encoder(x), self.pooling).float(), labels)
 
 
 def make_head(settings: TrainSettings, dim: int, n_classes: int) -> nn.Module:
@@ -128,12 +133,18 @@ def make_head(settings: TrainSettings, dim: int, n_classes: int) -> nn.Module:
     return SoftmaxHead(dim, n_classes)
 
 
-def lora_config(settings: TrainSettings):
+def lora_config(settings: TrainSettings, targets: list[str] | None = None, **meta):
+    """peft's LoraConfig of the settings; with `targets`, for exactly those module names instead of the pattern."""
     from peft import LoraConfig
 
-    extra = dict(layers_to_transform=list(settings.lora_blocks), layers_pattern="blocks") if settings.lora_blocks else {}
+    if targets is not None:
+        extra = dict(target_modules=targets)
+    else:
+        extra = dict(target_modules=list(settings.target_modules))
+        if settings.lora_blocks:
+            extra.update(layers_to_transform=list(settings.lora_blocks), layers_pattern="blocks")
     return LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
-                      target_modules=list(settings.target_modules), bias="none", **extra)
+                      bias="none", **extra, **meta)
 
 
 def lora_targets(model: EAT, settings: TrainSettings) -> list[str]:
@@ -240,12 +251,14 @@ def augment(x: torch.Tensor, settings: TrainSettings, gen: torch.Generator) -> t
 # ----------------------------------------------------------------------------- loop
 
 
-def lr_lambda(total_steps: int, warmup_fraction: float):
+def lr_lambda(total_steps: int, warmup_fraction: float, schedule: str = "cosine"):
     warmup = max(1, int(round(total_steps * warmup_fraction)))
 
     def f(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
+        if schedule == "constant":
+            return 1.0
         progress = (step - warmup) / max(1, total_steps - warmup)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
@@ -273,7 +286,7 @@ def evaluate(model: AuxClassifier, data: TrainingData, idx: np.ndarray, batch_si
 
 
 def train_encoder(encoder_source: str | Path, data: TrainingData, settings: TrainSettings, out_dir: str | Path,
-                  device=None) -> dict:
+                  device=None, revision: str | None = None) -> dict:
     """Train, keep the best epoch by validation loss, and write the merged encoder and reports to out_dir.
 
     Writes out_dir/encoder (Hub layout, load with load_eat), out_dir/lora_adapter (peft, LoRA
@@ -285,11 +298,14 @@ def train_encoder(encoder_source: str | Path, data: TrainingData, settings: Trai
     started = time.time()
     torch.manual_seed(settings.seed)
     try:
-        base = load_eat(encoder_source)
+        directory = resolve_checkpoint(encoder_source, revision)
+        base = load_eat(directory)
     except Exception as err:
         raise TrainingError(f"encoder {encoder_source}: {err}") from err
+    origin = BaseEncoder.of(encoder_source, directory, revision)
     tr_idx, va_idx = train_val_split(data.clips["aux_label"], settings.val_fraction, settings.seed)
-    summary = dict(mode=settings.mode, encoder=str(encoder_source), classes=len(data.classes), granularity=data.granularity,
+    summary = dict(mode=settings.mode, encoder=str(encoder_source), encoder_revision=revision, encoder_commit=origin.commit,
+                   classes=len(data.classes), granularity=data.granularity, pooling=settings.pooling,
                    n_train=int(len(tr_idx)), n_val=int(len(va_idx)), settings=asdict(settings))
     if settings.mode == "frozen":
         save_eat(base, out_dir / "encoder")
@@ -299,8 +315,9 @@ def train_encoder(encoder_source: str | Path, data: TrainingData, settings: Trai
         log.info("finetune.mode = frozen: the pre-trained encoder is used as is")
         return summary
 
+    targets = lora_targets(base, settings) if settings.mode == "lora" else []
     encoder = prepare_encoder(base, settings)
-    model = AuxClassifier(encoder, make_head(settings, base.config.embed_dim, len(data.classes))).to(device)
+    model = AuxClassifier(encoder, make_head(settings, base.pooled_dim(settings.pooling), len(data.classes)), settings.pooling).to(device)
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     n_total = sum(p.numel() for p in model.parameters())
     log.info("training %s: %d of %d parameters trainable (%.2f%%), %d classes (%s), %d train / %d validation clips",
@@ -313,12 +330,12 @@ def train_encoder(encoder_source: str | Path, data: TrainingData, settings: Trai
     total_steps = steps_per_epoch * settings.epochs
     if settings.max_steps:
         total_steps = min(total_steps, settings.max_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total_steps, settings.warmup_fraction))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total_steps, settings.warmup_fraction, settings.lr_schedule))
 
     ckpt_path = out_dir / "checkpoint" / "last.pt"
     state = dict(epoch=0, step=0, best_val=float("inf"), best_epoch=None, best_state=None, log=[])
     if ckpt_path.is_file():
-        state = _resume(ckpt_path, settings, data, model, optimizer, scheduler) or state
+        state = _resume(ckpt_path, settings, data, model, optimizer, scheduler, origin) or state
 
     labels_all = data.clips["y"].to_numpy()
     for epoch in range(state["epoch"], settings.epochs):
@@ -366,12 +383,12 @@ def train_encoder(encoder_source: str | Path, data: TrainingData, settings: Trai
         if not len(va_idx) or val_loss < state["best_val"]:
             state.update(best_val=val_loss, best_epoch=epoch + 1, best_state=trainable_state(model))
         state["epoch"] = epoch + 1
-        _checkpoint(ckpt_path, settings, data, model, optimizer, scheduler, state)
+        _checkpoint(ckpt_path, settings, data, model, optimizer, scheduler, state, origin)
 
     model.load_state_dict(state["best_state"], strict=False)
     model.eval().cpu()
     best = state["log"][state["best_epoch"] - 1]
-    _write_outputs(out_dir, model, data, settings)
+    _write_outputs(out_dir, model, data, settings, origin, targets)
     summary.update(best_epoch=state["best_epoch"], val_loss=best["val_loss"], val_acc=best["val_acc"],
                    train_loss=best["train_loss"], train_acc=best["train_acc"], steps=state["step"],
                    trainable_parameters=n_trainable, total_parameters=n_total,
@@ -403,20 +420,55 @@ def _count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _write_outputs(out_dir: Path, model: AuxClassifier, data: TrainingData, settings: TrainSettings) -> None:
+@dataclass(frozen=True)
+class BaseEncoder:
+    """The pre-trained encoder a run starts from, as the LoRA adapter and the summary name it."""
+
+    name: str  # Hub id, or the absolute path of a local folder
+    revision: str | None  # the Hub commit it resolved to (else the asked revision)
+    commit: str | None
+
+    @classmethod
+    def of(cls, source, directory: Path, revision: str | None) -> "BaseEncoder":
+        local = Path(source).is_dir()
+        commit = None if local else hub_commit(directory)
+        return cls(str(Path(source).resolve()) if local else str(source), commit or revision, commit)
+
+
+def _write_outputs(out_dir: Path, model: AuxClassifier, data: TrainingData, settings: TrainSettings, origin: BaseEncoder,
+                   targets: list[str]) -> None:
     from safetensors.torch import save_file
 
     save_eat(merged_encoder(model.encoder), out_dir / "encoder")
     with atomic_path(out_dir / "head.safetensors") as tmp:
         save_file({k: v.contiguous() for k, v in model.head.state_dict().items()}, str(tmp),
-                  metadata={"classes": json.dumps(data.classes), "loss": settings.loss})
+                  metadata={"classes": json.dumps(data.classes), "loss": settings.loss, "pooling": settings.pooling})
     if settings.mode == "lora":
-        with atomic_dir(out_dir / "lora_adapter") as tmp_dir:
-            model.encoder.save_pretrained(str(tmp_dir))
+        write_adapter(out_dir / "lora_adapter", model.encoder, settings, origin, targets)
 
 
-def _checkpoint(path: Path, settings, data, model, optimizer, scheduler, state) -> None:
-    payload = dict(settings=settings.key(), classes=data.classes, trainable=trainable_state(model),
+def write_adapter(directory: Path, peft_model: nn.Module, settings: TrainSettings, origin: BaseEncoder, targets: list[str]) -> None:
+    """The LoRA adapter in peft's format, relative to the Hugging Face EATModel (the encoder under `model.`),
+    with exact target names and the base it was trained on, so peft alone attaches it to
+    AutoModel.from_pretrained(base_model_name_or_path, revision=revision)."""
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    from .model_card import adapter_card
+
+    inner = "base_model.model."
+    state = {inner + HUB_PREFIX + k[len(inner):]: v.detach().cpu().contiguous()
+             for k, v in get_peft_model_state_dict(peft_model).items()}
+    config = lora_config(settings, [HUB_PREFIX + t for t in targets], base_model_name_or_path=origin.name,
+                         revision=origin.revision)
+    with atomic_dir(directory) as tmp_dir:
+        config.save_pretrained(str(tmp_dir))
+        save_file(state, str(tmp_dir / "adapter_model.safetensors"), metadata={"format": "pt"})
+        (tmp_dir / "README.md").write_text(adapter_card(origin.name, origin.revision, settings.lora_r, settings.lora_alpha, targets))
+
+
+def _checkpoint(path: Path, settings, data, model, optimizer, scheduler, state, origin: BaseEncoder) -> None:
+    payload = dict(settings=settings.key(), encoder=json.dumps(asdict(origin)), classes=data.classes, trainable=trainable_state(model),
                    optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), rng=torch.get_rng_state(),
                    epoch=state["epoch"], step=state["step"], best_val=state["best_val"], best_epoch=state["best_epoch"],
                    best_state=state["best_state"], log=json.dumps(state["log"]))
@@ -424,14 +476,15 @@ def _checkpoint(path: Path, settings, data, model, optimizer, scheduler, state) 
         torch.save(payload, tmp)
 
 
-def _resume(path: Path, settings, data, model, optimizer, scheduler) -> dict | None:
+def _resume(path: Path, settings, data, model, optimizer, scheduler, origin: BaseEncoder) -> dict | None:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         log.warning("%s: cannot be read (%s); starting from scratch", path, err)
         return None
-    if payload["settings"] != settings.key() or payload["classes"] != data.classes:
-        log.warning("%s: written with other settings or classes; starting from scratch", path)
+    if (payload["settings"] != settings.key() or payload["classes"] != data.classes
+            or payload.get("encoder") != json.dumps(asdict(origin))):
+        log.warning("%s: written with other settings, classes or base encoder; starting from scratch", path)
         return None
     model.load_state_dict(payload["trainable"], strict=False)
     optimizer.load_state_dict(payload["optimizer"])

@@ -1,5 +1,7 @@
 # Shared helpers: the job plan, output paths and the per-machine settings passed as params.
 import os
+import shlex
+import sys
 from pathlib import Path
 
 from eat_asd.config import as_json, feature_values, machine_settings, train_values
@@ -22,6 +24,8 @@ MACHINES = list(PLAN)
 TRAIN_MACHINES = [m for m, p in PLAN.items() if p.trains_encoder]
 ENCODER_IS_LOCAL = config["demo"] or Path(config["encoder"]).is_dir()
 ENCODER_OUT = f"{R}/encoder/encoder"
+# The command that started the run, for the model card; jobs inherit it from this process.
+os.environ.setdefault("EAT_ASD_COMMAND", shlex.join(["snakemake", *sys.argv[1:]]))
 
 
 wildcard_constraints:
@@ -67,6 +71,17 @@ def ground_truth_inputs(wildcards):
     return ground_truth_files(config["ground_truth"], wildcards.machine)
 
 
+def other_banks(wildcards, kind):
+    """With scoring.bank_split = all, a machine type's score job also reads every other machine type's
+    embeddings and training manifest: the memory bank holds all training clips."""
+    if machine_settings(config, wildcards.machine, "scoring")["bank_split"] != "all":
+        return []
+    others = [m for m in MACHINES if m != wildcards.machine]
+    if kind == "embeddings":
+        return [f"{R}/embeddings/{m}.npz" for m in others]
+    return [f"{R}/manifests/{m}.train.csv" for m in others]
+
+
 def results_lock(log):
     """Hold a lock on the results folder while this run lasts (the OS drops it when the process ends)."""
     from eat_asd.lock import lock_results
@@ -85,4 +100,5 @@ ALL_OUTPUTS = [f for m in MACHINES for f in submission_files(m)] + [
     f"{R}/tables/auroc.csv",
     f"{R}/tables/dcase_metrics.csv",
     f"{R}/report.html",
+    f"{ENCODER_OUT}/README.md",
 ]

@@ -1,6 +1,7 @@
 # Per machine type, in parallel: embeddings of the memory bank and test clips, then kNN scores,
 # decisions and plots, then the DCASE submission files per section. Each job reads only its
-# own machine type's settings (params computed from the wildcards).
+# own machine type's settings (params computed from the wildcards); with scoring.bank_split = all
+# its score job also reads the other machine types' embeddings (one bank of every machine type).
 
 
 rule embed:
@@ -36,6 +37,8 @@ rule score:
     input:
         embeddings=f"{R}/embeddings/{{machine}}.npz",
         manifests=expand(f"{R}/manifests/{{{{machine}}}}.{{part}}.csv", part=PARTS),
+        bank_embeddings=lambda wc: other_banks(wc, "embeddings"),
+        bank_manifests=lambda wc: other_banks(wc, "manifests"),
         ground_truth=ground_truth_inputs,
     output:
         scores=f"{R}/scores/{{machine}}.csv",
@@ -65,6 +68,7 @@ rule score:
         ground_truth=config["ground_truth"] or "",
     shell:
         "eat-asd score --embeddings {input.embeddings:q} --manifests {input.manifests:q}"
+        " --bank-embeddings {input.bank_embeddings:q} --bank-manifests {input.bank_manifests:q}"
         " --settings {params.settings:q} --threads {threads} --out {output.scores:q}"
         " --info {output.info:q} --roc {output.roc:q} --histogram {output.hist:q}"
         " --ground-truth={params.ground_truth:q} > {log:q} 2>&1"

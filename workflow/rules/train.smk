@@ -1,7 +1,7 @@
 # ONE shared encoder, fine-tuned on the training normals of every training machine type.
 # It reruns when its training data (train-part features and manifests of TRAIN_MACHINES) or its
-# settings (encoder, features, finetune, lora, train) change. Test clips, score-only machine
-# types and embedding/scoring settings never retrain it.
+# settings (encoder, encoder_revision, features, finetune, lora, train, embedding.pooling) change.
+# Test clips, score-only machine types and the other embedding/scoring settings never retrain it.
 
 
 rule train_encoder:
@@ -14,6 +14,7 @@ rule train_encoder:
     output:
         config=f"{ENCODER_OUT}/config.json",
         weights=f"{ENCODER_OUT}/model.safetensors",
+        modeling=f"{ENCODER_OUT}/modeling_eat.py",
         summary=f"{R}/encoder/summary.json",
         log_csv=f"{R}/encoder/train_log.csv",
     log:
@@ -33,12 +34,14 @@ rule train_encoder:
             if input.pretrained
             else config["encoder"]
         ),
+        revision=config["encoder_revision"] or "",  # empty: main
         settings=as_json(train_values(config)),
         features=as_json(feature_values(config)),
         device=config["device"],
         out=lambda wc, output: os.path.dirname(output.summary),
     shell:
-        "eat-asd train --encoder {params.encoder:q} --features {input.features:q}"
+        "eat-asd train --encoder {params.encoder:q} --encoder-revision={params.revision:q}"
+        " --features {input.features:q}"
         " --manifests {input.manifests:q} --settings {params.settings:q}"
         " --feature-settings {params.features:q} --device {params.device:q} --threads {threads}"
         " --out {params.out:q} > {log:q} 2>&1"

@@ -1,0 +1,64 @@
+"""Upload the fine-tuned encoder folder (a transformers model with its model card) and, if asked,
+its LoRA adapter to the Hugging Face Hub. Everything up to the upload is checked first."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from .errors import PublishError
+from .hf import HF_CONFIG, MODELING_FILE
+
+ADAPTER_IN_REPO = "lora_adapter"
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def upload_plan(encoder_dir: str | Path, repo_id: str, adapter_dir: str | Path | None = None) -> list[tuple[Path, str]]:
+    """(local file, path in the repo) of everything that would be uploaded; PublishError if the
+    encoder folder is not a complete Hugging Face model with a model card."""
+    if not _REPO_ID.match(repo_id):
+        raise PublishError(f"--repo-id {repo_id!r}: expected owner/name")
+    encoder_dir = Path(encoder_dir)
+    if not encoder_dir.is_dir():
+        raise PublishError(f"encoder folder {encoder_dir}: not found")
+    needed = {"config.json": "the model config", MODELING_FILE: "the model code", "README.md": "the model card, from the workflow step model_card"}
+    for name, what in needed.items():
+        if not (encoder_dir / name).is_file():
+            raise PublishError(f"{encoder_dir / name}: missing ({what})")
+    if not list(encoder_dir.glob("*.safetensors")):
+        raise PublishError(f"{encoder_dir}: no .safetensors weights")
+    config = json.loads((encoder_dir / "config.json").read_text())
+    if config.get("auto_map") != HF_CONFIG["auto_map"]:
+        raise PublishError(f"{encoder_dir / 'config.json'}: no auto_map pointing to {MODELING_FILE}; save it again with eat_asd.eat.save_eat")
+    plan = [(p, p.relative_to(encoder_dir).as_posix()) for p in _files(encoder_dir)]
+    if adapter_dir is not None:
+        adapter_dir = Path(adapter_dir)
+        if not (adapter_dir / "adapter_config.json").is_file():
+            raise PublishError(f"{adapter_dir / 'adapter_config.json'}: missing (not a peft adapter folder)")
+        plan += [(p, f"{ADAPTER_IN_REPO}/{p.relative_to(adapter_dir).as_posix()}") for p in _files(adapter_dir)]
+    return plan
+
+
+def publish(encoder_dir: str | Path, repo_id: str, private: bool = False, adapter_dir: str | Path | None = None,
+            dry_run: bool = False, api=None) -> list[tuple[Path, str]]:
+    """Create the repo (if needed) and upload; with dry_run, only return what would be uploaded."""
+    plan = upload_plan(encoder_dir, repo_id, adapter_dir)
+    if dry_run:
+        return plan
+    if api is None:
+        from huggingface_hub import HfApi
+
+        api = HfApi()
+    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    ignore = [".*", "**/.*"]
+    api.upload_folder(repo_id=repo_id, folder_path=str(encoder_dir), ignore_patterns=ignore,
+                      commit_message="Upload the fine-tuned EAT encoder and its model card")
+    if adapter_dir is not None:
+        api.upload_folder(repo_id=repo_id, folder_path=str(adapter_dir), path_in_repo=ADAPTER_IN_REPO, ignore_patterns=ignore,
+                          commit_message="Upload the LoRA adapter")
+    return plan

@@ -1,0 +1,31 @@
+# The fine-tuned encoder's model card (README.md in the encoder folder), from the run's tables,
+# training summary and manifests. Tiny: runs in the main Snakemake process, which also knows the
+# command that started the run (EAT_ASD_COMMAND, set in common.smk; not a param, so another
+# command line alone reruns nothing).
+
+
+localrules:
+    model_card,
+
+
+rule model_card:
+    input:
+        summary=rules.aggregate.output.summary,
+        auroc=rules.aggregate.output.auroc,
+        training=f"{R}/encoder/summary.json",
+        weights=f"{ENCODER_OUT}/model.safetensors",
+        manifests=expand(
+            f"{R}/manifests/{{machine}}.{{part}}.csv", machine=MACHINES, part=PARTS
+        ),
+    output:
+        f"{ENCODER_OUT}/README.md",
+    log:
+        f"{R}/logs/model_card.log",
+    conda:
+        "../../envs/data.yaml"
+    params:
+        config=as_json(config),
+    shell:
+        "eat-asd model-card --summary {input.summary:q} --auroc {input.auroc:q}"
+        " --training-summary {input.training:q} --manifests {input.manifests:q}"
+        ' --config-json {params.config:q} --command "$EAT_ASD_COMMAND" --out {output:q} > {log:q} 2>&1'
