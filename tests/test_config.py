@@ -76,3 +76,28 @@ def test_seed_recipe_overlay_gives_the_seeds_settings():
     s = score_settings(cfg, "fan")
     assert (s.k, s.bank_split, s.domain_strategy) == (1, "all", "pooled")
     assert cfg["features"]["target_frames"] == 1024 and embed_settings(cfg, "fan").pooling == "cls"
+
+
+def test_settings_take_their_defaults_and_ranges_from_the_schema():
+    from eat_asd.config import section_schema
+    from eat_asd.features import FeatureSettings
+    from eat_asd.scoring import ScoreSettings
+
+    for cls, section in ((ScoreSettings, "scoring"), (FeatureSettings, "features")):
+        props = section_schema(section)["properties"]
+        assert {k: getattr(cls(), k) for k in cls.__annotations__} == {k: props[k]["default"] for k in cls.__annotations__}
+    with pytest.raises(ConfigError, match="scoring.k: 0 is less than the minimum of 1"):
+        ScoreSettings(k=0)
+    with pytest.raises(ConfigError, match="scoring.bank_split: 'everything' is not one of"):
+        ScoreSettings(bank_split="everything")
+    with pytest.raises(ConfigError, match="features.target_frames: 100 is not a multiple of 16"):
+        FeatureSettings(target_frames=100)
+
+
+def test_overrides_share_the_global_definitions_but_not_their_defaults():
+
+    config = validate_config({"data_root": ".", "overrides": {"fan": {"scoring": {"k": "3"}}}})
+    assert config["overrides"]["fan"] == {"scoring": {"k": 3}}  # coerced, nothing filled in
+    assert config["scoring"]["k"] == 1
+    with pytest.raises(ConfigError, match="overrides.fan.scoring.k"):
+        validate_config({"data_root": ".", "overrides": {"fan": {"scoring": {"k": 0}}}})

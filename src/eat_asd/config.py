@@ -4,47 +4,68 @@ from __future__ import annotations
 
 import copy
 import json
+import functools
 from pathlib import Path
+
 from .errors import ConfigError
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 
 
-
-
-def _schema() -> dict:
+@functools.cache
+def _parsed_schema() -> dict:
     import yaml
 
     return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
-def _fill_defaults(value, schema: dict):
-    """Insert schema defaults for missing object keys, recursively."""
+def _schema() -> dict:
+    """The schema, the one place that holds every key's default, range and meaning (a fresh copy)."""
+    return copy.deepcopy(_parsed_schema())
+
+
+def _resolve(node: dict, schema: dict) -> dict:
+    """`node` with a local $ref ("#/$defs/name") replaced by what it points to."""
+    if "$ref" not in node:
+        return node
+    target = schema
+    for part in node["$ref"].lstrip("#/").split("/"):
+        target = target[part]
+    return {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+
+
+def _fill_defaults(value, schema: dict, root: dict | None = None):
+    """Insert schema defaults for missing object keys, recursively (not into overrides, which only replace)."""
+    root = root or schema
+    schema = _resolve(schema, root)
     if isinstance(value, dict) and "properties" in schema:
         for key, sub in schema["properties"].items():
+            sub = _resolve(sub, root)
             if key not in value and "default" in sub:
                 value[key] = copy.deepcopy(sub["default"])
             if key in value:
                 branches = [b for b in sub.get("oneOf", []) if b.get("type") == "object"] or [sub]
                 for b in branches:
-                    _fill_defaults(value[key], b)
+                    _fill_defaults(value[key], b, root)
     return value
 
 
-def _coerce(value, schema: dict):
+def _coerce(value, schema: dict, root: dict | None = None):
     """Turn strings into the scalar types the schema asks for: `snakemake --config key={a: 1}`
     hands nested values over as strings."""
+    root = root or schema
+    schema = _resolve(schema, root)
     if isinstance(value, dict):
         props = schema.get("properties", {})
         extra = schema.get("additionalProperties")
         for key, sub in list(value.items()):
             sub_schema = props.get(key, extra if isinstance(extra, dict) else None)
             if sub_schema is not None:
-                value[key] = _coerce(sub, sub_schema)
+                value[key] = _coerce(sub, sub_schema, root)
         return value
     if isinstance(value, list):
         arrays = [b for b in schema.get("oneOf", [schema]) if isinstance(b.get("items"), dict)]
-        return [_coerce(v, arrays[0]["items"]) for v in value] if arrays else value
+        return [_coerce(v, arrays[0]["items"], root) for v in value] if arrays else value
     if not isinstance(value, str):
         return value
     branches = schema.get("oneOf", [schema])
@@ -97,6 +118,55 @@ def load_config(path: str | Path, overrides: dict | None = None) -> dict:
 
 
 # ----------------------------------------------------------------------------- per stage
+
+
+def section_schema(section: str) -> dict:
+    """The schema of one top-level section (e.g. "scoring"), its $ref resolved."""
+    schema = _schema()
+    return _resolve(schema["properties"][section], schema)
+
+
+def _plain(value):
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def check_section(section: str, values: dict) -> None:
+    """Check one section's values against the schema; ConfigError names `section.key`."""
+    import jsonschema
+
+    node = {**section_schema(section), "$defs": _schema().get("$defs", {})}
+    errors = sorted(jsonschema.Draft202012Validator(node).iter_errors({k: _plain(v) for k, v in values.items()}),
+                    key=lambda e: list(e.absolute_path))
+    if errors:
+        key = ".".join(str(p) for p in errors[0].absolute_path)
+        raise ConfigError(f"{section}.{key}: {errors[0].message}" if key else f"{section}: {errors[0].message}")
+
+
+def schema_settings(section: str):
+    """Class decorator (put it below @dataclass) for a stage's settings: its fields are keys of `section`,
+    their defaults come from the schema, and every instance is checked against the schema. A check
+    that spans several fields is all a class's own __post_init__ has left to do."""
+
+    def decorate(cls):
+        props = section_schema(section)["properties"]
+        names = list(cls.__annotations__)
+        for name in names:
+            if name not in props:
+                raise TypeError(f"{cls.__name__}.{name}: not a key of `{section}` in {SCHEMA_PATH.name}")
+            if "default" in props[name]:
+                default = props[name]["default"]
+                setattr(cls, name, tuple(default) if isinstance(default, list) else default)
+        own_check = cls.__dict__.get("__post_init__")
+
+        def __post_init__(self):
+            check_section(section, {name: getattr(self, name) for name in names})
+            if own_check is not None:
+                own_check(self)
+
+        cls.__post_init__ = __post_init__
+        return cls
+
+    return decorate
 
 
 # Each *_values function is pure (the workflow calls it while planning, without torch);

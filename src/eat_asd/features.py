@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from .audio import check_length, clips_error, eat_fbank_batch, fbank_frames, read_clip
 from .audio_notes import METADATA_KEY, AudioNotes
+from .config import schema_settings
 from .errors import AudioError, StaleFeaturesError
 from .io import atomic_path, content_hash
 
@@ -25,12 +26,9 @@ RECIPE = "eat-kaldi-fbank-128-v1"  # bump when the feature code changes what it 
 
 
 @dataclass(frozen=True)
+@schema_settings("features")
 class FeatureSettings:
-    target_frames: int = 1024  # 10.24 s at a 10 ms shift; a multiple of 16
-
-    def __post_init__(self):
-        if self.target_frames <= 0 or self.target_frames % 16:
-            raise ValueError(f"features.target_frames = {self.target_frames}: must be a positive multiple of 16")
+    target_frames: int  # 10 ms frames per clip; a multiple of 16 (the patch size)
 
     def key(self) -> str:
         return json.dumps({"recipe": RECIPE, **asdict(self)}, sort_keys=True)

@@ -10,30 +10,19 @@ import pandas as pd
 import torch
 
 from .banks import MIN_THRESHOLD_CLIPS, bank_group, memory_banks, usable_k
+from .config import schema_settings
 from .errors import DataError
 
 log = logging.getLogger(__name__)
 
-BANK_SPLITS = ("machine", "section", "all")
-DOMAIN_STRATEGIES = ("pooled", "min")
-
 
 @dataclass(frozen=True)
+@schema_settings("scoring")
 class ScoreSettings:
-    k: int = 1
-    bank_split: str = "machine"  # one bank per machine type, one per section, or one of every machine type
-    domain_strategy: str = "pooled"  # one bank for both domains, or min over source and target banks
-    threshold_quantile: float = 0.9  # of the gamma fitted to the training clips' leave-one-out scores
-
-    def __post_init__(self):
-        if self.k < 1:
-            raise ValueError(f"scoring.k = {self.k}: must be at least 1")
-        if self.bank_split not in BANK_SPLITS:
-            raise ValueError(f"scoring.bank_split = {self.bank_split!r}: choose one of {', '.join(BANK_SPLITS)}")
-        if self.domain_strategy not in DOMAIN_STRATEGIES:
-            raise ValueError(f"scoring.domain_strategy = {self.domain_strategy!r}: choose one of {', '.join(DOMAIN_STRATEGIES)}")
-        if not 0 < self.threshold_quantile < 1:
-            raise ValueError(f"scoring.threshold_quantile = {self.threshold_quantile}: must be in (0, 1)")
+    k: int
+    bank_split: str  # one bank per machine type, one per section, or one of every machine type
+    domain_strategy: str  # one bank for both domains, or min over source and target banks
+    threshold_quantile: float  # of the gamma fitted to the training clips' leave-one-out scores
 
 
 def l2_normalise(x) -> torch.Tensor:
