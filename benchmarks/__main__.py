@@ -206,7 +206,7 @@ def bench_training(sizes: Sizes, config: EATConfig, peak: float, rows: list):
     out = {}
     variants = [("LoRA all blocks", TrainSettings(), sizes.frames)]
     top = tuple(range(config.depth - 2, config.depth))
-    variants.append((f"LoRA top 2 blocks {list(top)}", TrainSettings(lora_blocks=top), sizes.frames))
+    variants.append((f"LoRA top 2 blocks {list(top)}", TrainSettings(blocks=top), sizes.frames))
     variants.append(("LoRA all blocks, crop to half", TrainSettings(), sizes.frames // 2 // 16 * 16))
     base_rate = None
     for name, settings, frames in variants:
@@ -225,7 +225,7 @@ def bench_training(sizes: Sizes, config: EATConfig, peak: float, rows: list):
         t = best_time(step, repeats=3, warmup=1)
         fwd = count_flops(config, frames)
         # backward: activation gradients through every block LoRA touches (about one forward each)
-        first = min(settings.lora_blocks) if settings.lora_blocks else 0
+        first = min(settings.blocks) if settings.blocks else 0
         useful = sizes.train_batch * fwd * (1 + (config.depth - first) / config.depth)
         rate = useful / t / 1e9
         clips_per_s = sizes.train_batch / t

@@ -1,13 +1,31 @@
 import pytest
 
-from eat_asd.config import ConfigError, embed_settings, load_config, score_settings, train_settings, validate_config
+from eat_asd.config import ConfigError, load_config, machine_settings, train_values, validate_config
+
+
+def train_settings(config):
+    from eat_asd.train import TrainSettings
+
+    return TrainSettings(**train_values(config))
+
+
+def score_settings(config, machine):
+    from eat_asd.scoring import ScoreSettings
+
+    return ScoreSettings(**machine_settings(config, machine, "scoring"))
+
+
+def embed_settings(config, machine):
+    from eat_asd.embed import EmbedSettings
+
+    return EmbedSettings(**machine_settings(config, machine, "embedding"))
 
 
 def test_defaults_filled_and_settings_built():
     cfg = validate_config({"data_root": "x"})
     assert cfg["encoder"] == "worstchan/EAT-base_epoch30_pretrain" and cfg["finetune"]["mode"] == "lora"
     t = train_settings(cfg)
-    assert (t.lora_r, t.lora_alpha, t.lora_dropout, t.target_modules) == (8, 32, 0.1, ("qkv", "proj"))
+    assert (t.r, t.alpha, t.dropout, t.target_modules) == (8, 32, 0.1, ("qkv", "proj"))
     assert score_settings(cfg, "fan").k == 1 and embed_settings(cfg, "fan").pooling == "cls"
 
 

@@ -36,7 +36,7 @@ def run_files(tmp_path):
     training.write_text(json.dumps(dict(mode="lora", encoder="worstchan/EAT-base_epoch30_pretrain", encoder_revision="v1",
                                         encoder_commit="c" * 40, classes=2, granularity="machine", best_epoch=1,
                                         settings=dict(mode="lora", epochs=1, lr=1e-4, lr_schedule="constant", batch_size=16,
-                                                      pooling="cls", lora_r=8, lora_alpha=32))))
+                                                      pooling="cls", r=8, alpha=32))))
     paths = []
     for machine in ("fan", "pump"):
         for part, rows in (("train", [("train", "source", "normal", 990), ("train", "target", "normal", 10)]),

@@ -77,7 +77,7 @@ def test_lora_trainable_parameters_match_the_formula(demo):
 
 def test_lora_blocks_and_target_errors(demo):
     enc = load_eat(demo["encoder"])
-    top = prepare_encoder(enc, TrainSettings(lora_blocks=(1,)))
+    top = prepare_encoder(enc, TrainSettings(blocks=(1,)))
     names = [n for n, p in top.named_parameters() if p.requires_grad]
     assert names and all(".blocks.1." in n for n in names)
     with pytest.raises(TrainingError, match="matches no layer"):
@@ -196,7 +196,7 @@ def test_classifier_trains_on_the_pooling_the_banks_use(demo, tmp_path):
     head_state = load_file(str(tmp_path / "head.safetensors"))
     assert head_state["linear.weight"].shape == (len(data.classes), 64)  # CLS and patch mean: 2 x 32
     assert load_file_meta(tmp_path / "head.safetensors")["pooling"] == "cls+mean"
-    with pytest.raises(ValueError, match="embedding.pooling = 'max'"):
+    with pytest.raises(ValueError, match="embedding.pooling: 'max' is not one of"):
         TrainSettings(pooling="max")
 
 
@@ -221,7 +221,7 @@ def test_lora_adapter_names_its_base_and_loads_with_peft_alone(demo, tmp_path):
 
     import eat_asd.hf_modeling  # noqa: F401  (the demo encoder's config.json has no auto_map)
 
-    run(demo, tmp_path, epochs=2, lora_blocks=(1,))
+    run(demo, tmp_path, epochs=2, blocks=(1,))
     adapter = tmp_path / "lora_adapter"
     config = json.loads((adapter / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == str(demo["encoder"].resolve()) and config["revision"] is None

@@ -19,26 +19,14 @@ from .data import PARTS
 log = logging.getLogger("eat_asd")
 
 
-def _config(args, required: bool = False) -> dict | None:
-    from .config import load_config, validate_config
+def _section_settings(args, cls, from_config):
+    """A stage's settings: the --config file's section (`from_config(config)`), then the --settings JSON
+    on top; the schema gives whatever neither names."""
+    from .config import load_config
 
-    if getattr(args, "config", None):
-        return load_config(args.config)
-    return validate_config({"data_root": "."}) if required else None
-
-
-def _section_settings(args, cls, from_config, machine=None):
-    """Settings dataclass from --config (with the machine's overrides), then --settings JSON on top."""
-    from dataclasses import asdict
-
-    cfg = _config(args, required=True)
-    base = from_config(cfg, machine) if machine is not None else from_config(cfg)
-    values = asdict(base)
+    values = from_config(load_config(args.config)) if getattr(args, "config", None) else {}
     if getattr(args, "settings", None):
         values.update(json.loads(args.settings))
-    for key in ("target_modules", "lora_blocks"):
-        if isinstance(values.get(key), list):
-            values[key] = tuple(values[key])
     return cls(**values)
 
 
@@ -77,19 +65,19 @@ def cmd_discover(args):
 
 
 def cmd_features(args):
-    from .config import feature_settings
+    from .config import feature_values
     from .features import FeatureSettings
     from .stages import make_features
 
     _threads(args)
-    settings = _section_settings(args, FeatureSettings, feature_settings)
+    settings = _section_settings(args, FeatureSettings, feature_values)
     make_features(args.manifest, settings, args.out, args.batch_size, args.device)
 
 
 def cmd_train(args):
     from dataclasses import replace
 
-    from .config import feature_settings, train_settings
+    from .config import feature_values, train_values
     from .features import FeatureSettings
     from .stages import train
     from .train import TrainSettings
@@ -97,32 +85,33 @@ def cmd_train(args):
     _threads(args)
     if len(args.features) != len(args.manifests):
         raise SystemExit("train: give one --manifests file per --features file, in the same order")
-    settings = _section_settings(args, TrainSettings, train_settings)
+    settings = _section_settings(args, TrainSettings, train_values)
     if args.mode:
         settings = replace(settings, mode=args.mode)
-    fs = FeatureSettings(**json.loads(args.feature_settings)) if args.feature_settings else feature_settings(_config(args, True))
+    fs = (FeatureSettings(**json.loads(args.feature_settings)) if args.feature_settings
+          else _section_settings(argparse.Namespace(config=args.config), FeatureSettings, feature_values))
     summary = train(args.encoder, args.features, args.manifests, fs, settings, args.out, args.device,
                     args.encoder_revision or None)
     print(json.dumps({k: v for k, v in summary.items() if k != "settings"}, indent=2, default=str))
 
 
 def cmd_embed(args):
-    from .config import embed_settings
+    from .config import machine_settings
     from .embed import EmbedSettings
     from .stages import embed
 
     _threads(args)
-    settings = _section_settings(args, EmbedSettings, embed_settings, args.machine or "")
+    settings = _section_settings(args, EmbedSettings, lambda config: machine_settings(config, args.machine or "", "embedding"))
     embed(args.encoder, args.features, args.manifests, settings, args.out, args.device)
 
 
 def _score_settings(args, machine):
     from dataclasses import replace
 
-    from .config import score_settings
+    from .config import machine_settings
     from .scoring import ScoreSettings
 
-    settings = _section_settings(args, ScoreSettings, score_settings, machine)
+    settings = _section_settings(args, ScoreSettings, lambda config: machine_settings(config, machine, "scoring"))
     return replace(settings, k=args.k) if args.k else settings
 
 

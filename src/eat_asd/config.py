@@ -142,24 +142,28 @@ def check_section(section: str, values: dict) -> None:
         raise ConfigError(f"{section}.{key}: {errors[0].message}" if key else f"{section}: {errors[0].message}")
 
 
-def schema_settings(section: str):
-    """Class decorator (put it below @dataclass) for a stage's settings: its fields are keys of `section`,
-    their defaults come from the schema, and every instance is checked against the schema. A check
-    that spans several fields is all a class's own __post_init__ has left to do."""
+def schema_settings(*sections: str):
+    """Class decorator (put it below @dataclass) for a stage's settings. Each field is named after a key
+    of the first of `sections` that has it, takes its default from the schema, and every instance is
+    checked against the schema. A check that spans several fields is all a class's own __post_init__
+    has left to do."""
 
     def decorate(cls):
-        props = section_schema(section)["properties"]
-        names = list(cls.__annotations__)
-        for name in names:
-            if name not in props:
-                raise TypeError(f"{cls.__name__}.{name}: not a key of `{section}` in {SCHEMA_PATH.name}")
-            if "default" in props[name]:
-                default = props[name]["default"]
+        schemas = {section: section_schema(section)["properties"] for section in sections}
+        where: dict[str, list[str]] = {}
+        for name in cls.__annotations__:
+            section = next((s for s in sections if name in schemas[s]), None)
+            if section is None:
+                raise TypeError(f"{cls.__name__}.{name}: not a key of {' or '.join(sections)} in {SCHEMA_PATH.name}")
+            where.setdefault(section, []).append(name)
+            if "default" in schemas[section][name]:
+                default = schemas[section][name]["default"]
                 setattr(cls, name, tuple(default) if isinstance(default, list) else default)
         own_check = cls.__dict__.get("__post_init__")
 
         def __post_init__(self):
-            check_section(section, {name: getattr(self, name) for name in names})
+            for section, names in where.items():
+                check_section(section, {name: getattr(self, name) for name in names})
             if own_check is not None:
                 own_check(self)
 
@@ -169,8 +173,9 @@ def schema_settings(section: str):
     return decorate
 
 
-# Each *_values function is pure (the workflow calls it while planning, without torch);
-# the matching *_settings function builds the stage's settings dataclass from it.
+# What each stage takes from a validated config, as plain values: the workflow passes them to its
+# jobs as JSON params (while planning, without torch), and each stage's settings class takes them
+# as keyword arguments, e.g. ScoreSettings(**machine_settings(config, "fan", "scoring")).
 
 
 def feature_values(config: dict) -> dict:
@@ -178,28 +183,9 @@ def feature_values(config: dict) -> dict:
 
 
 def train_values(config: dict) -> dict:
-    lora = config["lora"]
-    return dict(
-        config["train"],
-        mode=config["finetune"]["mode"], pooling=config["embedding"]["pooling"], lora_r=lora["r"], lora_alpha=lora["alpha"],
-        lora_dropout=lora["dropout"],
-        target_modules=list(lora["target_modules"]), lora_blocks=list(lora["blocks"]) if lora["blocks"] else None,
-    )
-
-
-def feature_settings(config: dict):
-    from .features import FeatureSettings
-
-    return FeatureSettings(**feature_values(config))
-
-
-def train_settings(config: dict):
-    from .train import TrainSettings
-
-    values = train_values(config)
-    values["target_modules"] = tuple(values["target_modules"])
-    values["lora_blocks"] = tuple(values["lora_blocks"]) if values["lora_blocks"] else None
-    return TrainSettings(**values)
+    """What the training job takes: the train and lora sections, finetune.mode, and embedding.pooling
+    (the classifier trains on the embedding the memory banks use)."""
+    return dict(config["train"], **config["lora"], mode=config["finetune"]["mode"], pooling=config["embedding"]["pooling"])
 
 
 def machine_settings(config: dict, machine: str, stage: str) -> dict:
@@ -207,18 +193,6 @@ def machine_settings(config: dict, machine: str, stage: str) -> dict:
     merged = dict(config[stage])
     merged.update(config["overrides"].get(machine, {}).get(stage, {}))
     return merged
-
-
-def embed_settings(config: dict, machine: str):
-    from .embed import EmbedSettings
-
-    return EmbedSettings(**machine_settings(config, machine, "embedding"))
-
-
-def score_settings(config: dict, machine: str):
-    from .scoring import ScoreSettings
-
-    return ScoreSettings(**machine_settings(config, machine, "scoring"))
 
 
 def as_json(settings_section: dict) -> str:

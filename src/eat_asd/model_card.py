@@ -79,7 +79,7 @@ def encoder_card(summary_path: str | Path, auroc_path: str | Path, training_path
         metrics=[m for m in metrics if m["value"] is not None])])]
     settings = training.get("settings", {})
     shown = {k: settings.get(k) for k in ("mode", "granularity", "loss", "epochs", "batch_size", "lr", "lr_schedule",
-                                         "warmup_fraction", "lora_r", "lora_alpha", "target_modules", "pooling", "seed")}
+                                         "warmup_fraction", "r", "alpha", "target_modules", "pooling", "seed")}
     shown.update(granularity=training.get("granularity"), best_epoch=training.get("best_epoch"))
     scoring = config.get("scoring", {})
     revision = training.get("encoder_commit") or training.get("encoder_revision")

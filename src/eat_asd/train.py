@@ -22,68 +22,55 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from .config import schema_settings
 from .data import aux_labels, resolve_granularity, train_val_split, training_clips
-from .eat import EAT, HUB_PREFIX, POOLINGS, hub_commit, load_eat, resolve_checkpoint, save_eat
-from .embed import autocast, check_precision, default_device, to_device
+from .eat import EAT, HUB_PREFIX, hub_commit, load_eat, resolve_checkpoint, save_eat
+from .embed import autocast, default_device, to_device
 from .features import FeatureFile, FeatureSettings
-from .io import atomic_dir, atomic_path, write_csv, write_json
 from .errors import TrainingError
+from .io import atomic_dir, atomic_path, write_csv, write_json
 
 log = logging.getLogger(__name__)
 
-MODES = ("lora", "full", "frozen")
-LOSSES = ("softmax", "arcface")
-LR_SCHEDULES = ("cosine", "constant")
-
-
-
 
 @dataclass(frozen=True)
+@schema_settings("train", "lora", "finetune", "embedding")
 class TrainSettings:
-    mode: str = "lora"
-    lora_r: int = 8
-    lora_alpha: int = 32
-    lora_dropout: float = 0.1
-    target_modules: tuple[str, ...] = ("qkv", "proj")
-    lora_blocks: tuple[int, ...] | None = None  # None = every block; e.g. (10, 11) for the top two
-    loss: str = "softmax"
-    arcface_margin: float = 0.2
-    arcface_scale: float = 30.0
-    granularity: str = "auto"
-    epochs: int = 10
-    max_steps: int | None = None
-    batch_size: int = 16
-    grad_accum: int = 1
-    lr: float = 5e-4
-    lr_schedule: str = "cosine"  # after the linear warmup: cosine decay to 0, or constant
-    weight_decay: float = 0.01
-    warmup_fraction: float = 0.1
-    val_fraction: float = 0.1
-    seed: int = 0
-    crop_frames: int | None = None  # random time crop of the cached features
-    time_masks: int = 0  # SpecAugment-style masks per clip
-    time_mask_frames: int = 40
-    freq_masks: int = 0
-    freq_mask_bins: int = 16
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, float32 elsewhere; or float32 / bfloat16
-    pooling: str = "cls"  # the classifier's input: embedding.pooling, so it trains what the banks use
+    """The training job's settings, each named after its config key (train.*, lora.*, finetune.mode,
+    embedding.pooling); defaults and ranges are the schema's."""
+
+    mode: str
+    r: int
+    alpha: int
+    dropout: float
+    target_modules: tuple[str, ...]
+    blocks: tuple[int, ...] | None  # None = every block; e.g. (10, 11) for the top two
+    loss: str
+    arcface_margin: float
+    arcface_scale: float
+    granularity: str
+    epochs: int
+    max_steps: int | None
+    batch_size: int
+    grad_accum: int
+    lr: float
+    lr_schedule: str  # after the linear warmup: cosine decay to 0, or constant
+    weight_decay: float
+    warmup_fraction: float
+    val_fraction: float
+    seed: int
+    crop_frames: int | None  # random time crop of the cached features
+    time_masks: int  # SpecAugment-style masks per clip
+    time_mask_frames: int
+    freq_masks: int
+    freq_mask_bins: int
+    precision: str
+    pooling: str  # the classifier's input: embedding.pooling, so it trains what the banks use
 
     def __post_init__(self):
-        check_precision(self.precision, "train.precision")
-        checks = [
-            (self.mode in MODES, f"finetune.mode = {self.mode!r}: choose one of {', '.join(MODES)}"),
-            (self.loss in LOSSES, f"train.loss = {self.loss!r}: choose one of {', '.join(LOSSES)}"),
-            (self.lr_schedule in LR_SCHEDULES, f"train.lr_schedule = {self.lr_schedule!r}: choose one of {', '.join(LR_SCHEDULES)}"),
-            (self.pooling in POOLINGS, f"embedding.pooling = {self.pooling!r}: choose one of {', '.join(POOLINGS)}"),
-            (self.epochs >= 1, f"train.epochs = {self.epochs}: must be at least 1"),
-            (self.batch_size >= 1 and self.grad_accum >= 1, "train.batch_size and train.grad_accum must be at least 1"),
-            (self.lora_r >= 1, f"lora.r = {self.lora_r}: must be at least 1"),
-            (self.crop_frames is None or (self.crop_frames > 0 and self.crop_frames % 16 == 0),
-             f"train.crop_frames = {self.crop_frames}: must be a positive multiple of 16"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        # tuples, whatever the caller gave: the settings are hashed into the checkpoint key
+        object.__setattr__(self, "target_modules", tuple(self.target_modules))
+        object.__setattr__(self, "blocks", tuple(self.blocks) if self.blocks else None)
 
     def key(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -141,9 +128,9 @@ def lora_config(settings: TrainSettings, targets: list[str] | None = None, **met
         extra = dict(target_modules=targets)
     else:
         extra = dict(target_modules=list(settings.target_modules))
-        if settings.lora_blocks:
-            extra.update(layers_to_transform=list(settings.lora_blocks), layers_pattern="blocks")
-    return LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
+        if settings.blocks:
+            extra.update(layers_to_transform=list(settings.blocks), layers_pattern="blocks")
+    return LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
                       bias="none", **extra, **meta)
 
 
@@ -464,7 +451,7 @@ def write_adapter(directory: Path, peft_model: nn.Module, settings: TrainSetting
     with atomic_dir(directory) as tmp_dir:
         config.save_pretrained(str(tmp_dir))
         save_file(state, str(tmp_dir / "adapter_model.safetensors"), metadata={"format": "pt"})
-        (tmp_dir / "README.md").write_text(adapter_card(origin.name, origin.revision, settings.lora_r, settings.lora_alpha, targets))
+        (tmp_dir / "README.md").write_text(adapter_card(origin.name, origin.revision, settings.r, settings.alpha, targets))
 
 
 def _checkpoint(path: Path, settings, data, model, optimizer, scheduler, state, origin: BaseEncoder) -> None:
