@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from .runtime import autocast, check_precision, inference_weights, resolve_device, resolve_precision, to_device
+
 POOLINGS = ("cls", "mean", "cls+mean")
 LONG_CLIPS = ("crop", "sliding")
-PRECISIONS = ("auto", "float32", "bfloat16")
 # On the CPU the encoder runs a few segments at a time: larger batches only push activations out
-# of cache (EAT-base, 2 cores: 2.0 clips/s at 4 segments, 1.76 at 32). GPUs take the whole batch.
-CPU_MICRO_BATCH = 4
+# of cache (EAT-base, 2 cores, float32: 2.0 clips/s at 4 segments, 1.76 at 32; bf16, whose matmuls
+# are 4x faster and whose attention scores are 25 MB at 4 segments: MICRO_BF16). GPUs take the whole batch.
+CPU_MICRO_BATCH = {"float32": 4, "bfloat16": 1}
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class EmbedSettings:
     long_clips: str = "crop"  # clips longer than segment_frames: first segment, or mean over sliding windows
     hop_frames: int | None = None  # sliding-window hop; None = segment_frames (no overlap)
     batch_size: int = 32
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, float32 elsewhere
+    precision: str = "auto"  # auto: bf16 where the hardware multiplies bf16 natively (runtime.resolve_precision)
 
     def __post_init__(self):
         check_precision(self.precision, "embedding.precision")
@@ -36,34 +37,6 @@ class EmbedSettings:
             v = getattr(self, name)
             if v is not None and (v <= 0 or (name == "segment_frames" and v % 16)):
                 raise ValueError(f"embedding.{name} = {v}: must be a positive multiple of 16")
-
-
-def default_device() -> torch.device:
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def check_precision(precision: str, name: str) -> None:
-    if precision not in PRECISIONS:
-        raise ValueError(f"{name} = {precision!r}: choose one of {', '.join(PRECISIONS)}")
-
-
-def autocast(device: torch.device, precision: str = "auto"):
-    """bf16 autocast on CUDA ('auto'), or wherever asked ('bfloat16': on CPUs with AVX512-BF16
-    or AMX about 2.7x faster for EAT-base, embeddings within 1e-3 cosine of float32); float32 otherwise."""
-    if precision == "bfloat16" or (precision == "auto" and device.type == "cuda"):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Host-to-device copy; on CUDA from page-locked memory, so the copy overlaps with compute."""
-    if device.type == "cuda":
-        return x.pin_memory().to(device, non_blocking=True)
-    return x.to(device)
 
 
 def pool_tokens(tokens: torch.Tensor, pooling: str) -> torch.Tensor:
@@ -90,8 +63,9 @@ def windows(features: torch.Tensor, settings: EmbedSettings) -> torch.Tensor:
 def embed_features(model, features, settings: EmbedSettings = EmbedSettings(), device=None, desc: str = "embed") -> np.ndarray:
     """Embeddings (N, D) of cached features. `features` is a tensor (N, T, 128) or a
     FeatureFile plus rows given as (file, rows), read batch by batch."""
-    device = torch.device(device) if device is not None else default_device()
-    model = model.to(device).eval()
+    device = resolve_device(device)
+    precision = resolve_precision(settings.precision, device)
+    model = inference_weights(model.to(device).eval(), device, precision)
     if isinstance(features, tuple):
         source, rows = features
         n, read = len(rows), lambda a, b: source.read(rows[a:b])
@@ -103,10 +77,10 @@ def embed_features(model, features, settings: EmbedSettings = EmbedSettings(), d
         segs = windows(batch, settings)
         b, w = segs.shape[:2]
         x = to_device(segs.reshape(b * w, 1, *segs.shape[2:]), device)
-        step = CPU_MICRO_BATCH if device.type == "cpu" else len(x)
+        step = CPU_MICRO_BATCH[precision] if device.type == "cpu" else len(x)
         pooled = []
         for s in range(0, len(x), step):
-            with autocast(device, settings.precision):
+            with autocast(device, precision):
                 tokens = model(x[s : s + step])
             pooled.append(pool_tokens(tokens.float(), settings.pooling))
         emb = torch.cat(pooled).view(b, w, -1).mean(dim=1)

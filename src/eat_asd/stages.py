@@ -11,16 +11,9 @@ import pandas as pd
 
 from .data import check_manifest, discover, read_manifest, training_clips
 from .io import atomic_path, write_csv, write_json
+from .runtime import resolve_device
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(name: str = "auto"):
-    from .embed import default_device
-
-    import torch
-
-    return default_device() if name == "auto" else torch.device(name)
 
 
 PARTS = ("train", "test")

@@ -24,9 +24,9 @@ from tqdm import tqdm
 
 from .data import aux_labels, resolve_granularity, train_val_split, training_clips
 from .eat import EAT, load_eat, save_eat
-from .embed import autocast, check_precision, default_device, to_device
 from .features import FeatureFile, FeatureSettings
 from .io import atomic_path, write_csv, write_json
+from .runtime import autocast, check_precision, resolve_device, to_device
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class TrainSettings:
     time_mask_frames: int = 40
     freq_masks: int = 0
     freq_mask_bins: int = 16
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, float32 elsewhere; or float32 / bfloat16
+    precision: str = "auto"  # auto: bf16 where the hardware multiplies bf16 natively (runtime.resolve_precision)
 
     def __post_init__(self):
         check_precision(self.precision, "train.precision")
@@ -282,7 +282,7 @@ def train_encoder(encoder_source: str | Path, data: TrainingData, settings: Trai
     interrupted run resumes from out_dir/checkpoint/last.pt.
     """
     out_dir = Path(out_dir)
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     started = time.time()
     torch.manual_seed(settings.seed)
     try:
