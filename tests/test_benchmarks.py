@@ -9,10 +9,15 @@ def test_benchmark_smoke_run_prints_the_table(tmp_path):
     out = subprocess.run([sys.executable, "-m", "benchmarks", "--smoke", "--out", str(tmp_path / "b")], cwd=REPO,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "of matmul peak" in out.stdout and "vs per-clip loop" in out.stdout
+    assert "of float32 matmul peak" in out.stdout and "of bfloat16 matmul peak" in out.stdout and "vs per-clip loop" in out.stdout
     results = json.loads((tmp_path / "b.json").read_text())
-    assert results["matmul_peak_gflops"] > 0 and results["embed_speedup"] > 0
-    assert (tmp_path / "b.md").read_text().count("\n|") >= 10
+    assert results["matmul_peak_gflops"] > 0 and min(results["bf16_matmul_peaks_gflops"]) > 0 and results["embed_speedup"] > 0
+    assert results["encoder_bf16_b2_peak_ratio"] > 0 and results["train_LoRA all blocks, bf16"]["peak_ratio"] > 0
+    assert results["embed_auto_speedup"] > 0 and results["embed_auto_precision"] in ("float32", "bfloat16")
+    assert min(results["bf16_min_cos_encoder_size"], results["bf16_min_cos_demo_encoder"]) > 0.99
+    assert {t["what"].split(",")[0] for t in results["targets"]} >= {"encoder forward bf16", "LoRA training step (all blocks) bf16"}
+    md = (tmp_path / "b.md").read_text()
+    assert md.count("\n|") >= 10 and "load average" in md
 
 
 def test_scale_data_has_the_dcase_2023_layout_and_counts(tmp_path):

@@ -10,6 +10,9 @@ def test_auto_precision_follows_the_cpu(monkeypatch):
     cpu = torch.device("cpu")
     monkeypatch.setattr(runtime, "cpu_has_bf16_units", lambda: True)
     assert resolve_precision("auto", cpu) == "bfloat16"
+    assert resolve_precision("auto", cpu, training=True) == "float32"  # bf16 CPU training changed the demo's scores
+    assert resolve_precision("bfloat16", cpu, training=True) == "bfloat16"
+    assert resolve_precision("auto", torch.device("cuda"), training=True) == "bfloat16"
     monkeypatch.setattr(runtime, "cpu_has_bf16_units", lambda: False)
     assert resolve_precision("auto", cpu) == "float32"
     assert resolve_precision("bfloat16", cpu) == "bfloat16" and resolve_precision("float32", cpu) == "float32"
@@ -26,6 +29,9 @@ def test_autocast_only_when_bf16(monkeypatch):
         assert not torch.is_autocast_enabled("cpu")
     with autocast(cpu, "bfloat16"):
         assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    monkeypatch.setattr(runtime, "cpu_has_bf16_units", lambda: True)
+    with autocast(cpu, "auto", training=True):
+        assert not torch.is_autocast_enabled("cpu")
 
 
 def test_resolve_device():

@@ -179,3 +179,13 @@ def test_training_errors(demo, tmp_path):
         load_training_data(demo["paths"], test_only, FS, "auto")
     with pytest.raises(TrainingError, match="no_encoder_here"):
         train_encoder(tmp_path / "no_encoder_here", data_for(demo), TrainSettings(), tmp_path / "out", device="cpu")
+
+
+def test_auto_precision_trains_in_float32_on_bf16_cpus(demo, tmp_path, monkeypatch):
+    from eat_asd import runtime
+
+    monkeypatch.setattr(runtime, "cpu_has_bf16_units", lambda: True)
+    runs = {p: run(demo, tmp_path / p, epochs=1, max_steps=2, precision=p) for p in ("auto", "float32", "bfloat16")}
+    head = {p: load_file(str(tmp_path / p / "head.safetensors")) for p in runs}
+    assert all(torch.equal(head["auto"][k], head["float32"][k]) for k in head["auto"])
+    assert not all(torch.equal(head["auto"][k], head["bfloat16"][k]) for k in head["auto"])

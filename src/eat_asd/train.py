@@ -64,7 +64,7 @@ class TrainSettings:
     time_mask_frames: int = 40
     freq_masks: int = 0
     freq_mask_bins: int = 16
-    precision: str = "auto"  # auto: bf16 where the hardware multiplies bf16 natively (runtime.resolve_precision)
+    precision: str = "auto"  # auto: bf16 on CUDA, float32 elsewhere (runtime.resolve_precision)
 
     def __post_init__(self):
         check_precision(self.precision, "train.precision")
@@ -266,7 +266,7 @@ def evaluate(model: AuxClassifier, data: TrainingData, idx: np.ndarray, batch_si
         b = idx[s : s + batch_size]
         x = to_device(data.read(b).unsqueeze(1), device)
         y = torch.as_tensor(data.clips["y"].to_numpy()[b], device=device)
-        with autocast(device, precision):
+        with autocast(device, precision, training=True):
             logits = model(x)
         total_loss += float(F.cross_entropy(logits.float(), y, reduction="sum"))
         correct += int((logits.argmax(1) == y).sum())
@@ -336,7 +336,7 @@ def train_encoder(encoder_source: str | Path, data: TrainingData, settings: Trai
             b = order[bi * settings.batch_size : (bi + 1) * settings.batch_size]
             x = to_device(augment(data.read(b), settings, gen).unsqueeze(1), device)
             y = torch.as_tensor(labels_all[b], device=device)
-            with autocast(device, settings.precision):
+            with autocast(device, settings.precision, training=True):
                 logits = model(x, y)
             loss = F.cross_entropy(logits.float(), y)
             (loss * len(b) / (settings.batch_size * settings.grad_accum)).backward()
