@@ -13,8 +13,9 @@ from .runtime import autocast, check_precision, inference_weights, resolve_devic
 POOLINGS = ("cls", "mean", "cls+mean")
 LONG_CLIPS = ("crop", "sliding")
 # On the CPU the encoder runs a few segments at a time: larger batches only push activations out
-# of cache (EAT-base, 2 cores, float32: 2.0 clips/s at 4 segments, 1.76 at 32; bf16, whose matmuls
-# are 4x faster and whose attention scores are 25 MB at 4 segments: MICRO_BF16). GPUs take the whole batch.
+# of cache (EAT-base, 2 cores, float32: 2.0 clips/s at 4 segments, 1.76 at 32; bf16: 0.80-0.81 of the
+# bf16 matmul peak at 1, 2 and 4 segments alike, 1 keeps a segment's attention scores, 6 MB, in cache).
+# GPUs take the whole batch.
 CPU_MICRO_BATCH = {"float32": 4, "bfloat16": 1}
 
 
