@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from eat_asd.audio import SAMPLE_RATE, eat_fbank, eat_fbank_batch  # noqa: E402
 from eat_asd.eat import EAT, EATConfig, count_flops  # noqa: E402
 from eat_asd.embed import EmbedSettings, embed_features  # noqa: E402
+from eat_asd.runtime import autocast, inference_weights, resolve_precision  # noqa: E402
 from eat_asd.scoring import knn_distance  # noqa: E402
 
 
@@ -39,7 +40,8 @@ class Sizes:
     frames: int = 1024
     config: EATConfig = None
     fbank_clips: int = 32
-    encoder_batches: tuple = (1, 8, 32)
+    encoder_batches: tuple = (1, 4)
+    bf16_batches: tuple = (1, 2, 4)
     machine_clips: int = 24  # clips embedded in the end-to-end comparison
     banks: tuple = (1_000, 10_000, 100_000)
     queries: int = 2_000
@@ -49,7 +51,7 @@ class Sizes:
     @classmethod
     def smoke(cls):
         return cls(seconds=1.0, frames=96, config=EATConfig(embed_dim=64, depth=2, num_heads=4, max_length=16),
-                   fbank_clips=4, encoder_batches=(1, 4), machine_clips=4, banks=(500, 2_000), queries=200,
+                   fbank_clips=4, encoder_batches=(1, 4), bf16_batches=(1, 2), machine_clips=4, banks=(500, 2_000), queries=200,
                    train_batch=4, demo=False)
 
 
@@ -64,9 +66,9 @@ def best_time(fn, repeats: int = 3, warmup: int = 1) -> float:
     return min(times)
 
 
-def matmul_peak(n: int = 2048) -> float:
-    """float32 GFLOP/s of a large square matmul: the machine's practical limit."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_peak(n: int = 2048, dtype=torch.float32) -> float:
+    """GFLOP/s of a large square matmul in `dtype`: the machine's practical limit in that precision."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     t = best_time(lambda: a @ b, repeats=5, warmup=2)
     return 2 * n**3 / t / 1e9
 
@@ -106,23 +108,50 @@ def bench_feature_cache(sizes: Sizes, waves: list[np.ndarray]) -> float:
         return best_time(lambda: [features.read(np.sort(order[s : s + 8])) for s in range(0, len(order), 8)], repeats=5)
 
 
-def bench_encoder(sizes: Sizes, model: EAT, peak: float, rows: list):
+def bench_encoder(sizes: Sizes, model: EAT, peaks: dict, rows: list):
+    """Forward passes as the embed job runs them: float32, and bf16 (weights cast once, autocast)."""
     out = {}
     flops = count_flops(model.config, sizes.frames)
-    for b in sizes.encoder_batches:
-        x = torch.randn(b, 1, sizes.frames, 128)
+    cpu = torch.device("cpu")
+    for precision, batches in (("float32", sizes.encoder_batches), ("bfloat16", sizes.bf16_batches)):
+        run_model = inference_weights(model, cpu, precision)
+        tag = "" if precision == "float32" else "_bf16"
+        for b in batches:
+            x = torch.randn(b, 1, sizes.frames, 128)
 
-        def run():
-            with torch.inference_mode():
-                model(x)
+            def run():
+                with torch.inference_mode(), autocast(cpu, precision):
+                    run_model(x)
 
-        t = best_time(run, repeats=3)
-        rate = b * flops / t / 1e9
-        out[f"encoder_b{b}_clips_per_s"] = b / t
-        out[f"encoder_b{b}_gflops"] = rate
-        out[f"encoder_b{b}_peak_ratio"] = rate / peak
-        rows.append((f"encoder forward, batch {b}", f"{b / t:.2f} clips/s", f"{rate / peak:.2f} of matmul peak",
-                     f"{rate:.0f} GFLOP/s, {flops / 1e9:.1f} GFLOP/clip"))
+            t = best_time(run, repeats=3)
+            rate = b * flops / t / 1e9
+            out[f"encoder{tag}_b{b}_clips_per_s"] = b / t
+            out[f"encoder{tag}_b{b}_gflops"] = rate
+            out[f"encoder{tag}_b{b}_peak_ratio"] = rate / peaks[precision]
+            rows.append((f"encoder forward, {precision}, batch {b}", f"{b / t:.2f} clips/s",
+                         f"{rate / peaks[precision]:.2f} of {precision} matmul peak", f"{rate:.0f} GFLOP/s, {flops / 1e9:.1f} GFLOP/clip"))
+    return out
+
+
+def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))).min())
+
+
+def bench_bf16_accuracy(sizes: Sizes, model: EAT, rows: list):
+    """Embeddings in bf16 against float32: on the EAT-base-sized encoder and on the demo encoder."""
+    from eat_asd.demo import make_demo_encoder
+    from eat_asd.eat import load_eat
+
+    feats = eat_fbank_batch(clips(sizes, 4), SAMPLE_RATE, sizes.frames)
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        demo = load_eat(make_demo_encoder(Path(tmp) / "demo", max_length=max(64, sizes.frames // 16)))
+    for name, encoder in (("encoder_size", model), ("demo_encoder", demo)):
+        ref = embed_features(encoder, feats, EmbedSettings(precision="float32"), device="cpu")
+        low = embed_features(encoder, feats, EmbedSettings(precision="bfloat16"), device="cpu")
+        out[f"bf16_min_cos_{name}"] = cos = min_cosine(ref, low)
+        label = "benchmark encoder" if name == "encoder_size" else "demo encoder (96-dim, 3 blocks)"
+        rows.append((f"bf16 embeddings vs float32, {label}", f"min cosine {cos:.5f}", "", f"{len(feats)} clips, CLS token"))
     return out
 
 
@@ -137,33 +166,31 @@ def bench_embed_end_to_end(sizes: Sizes, model: EAT, rows: list):
             out.append(model(feats[None, None])[:, 0].detach())
         return out
 
-    def pipeline():  # batched fbank (cached once), batched inference-mode embedding
+    def pipeline(precision="float32"):  # batched fbank (cached once), batched inference-mode embedding
         feats = eat_fbank_batch(waves, SAMPLE_RATE, sizes.frames)
-        return embed_features(model, feats, EmbedSettings(batch_size=8), device="cpu")
+        return embed_features(model, feats, EmbedSettings(batch_size=8, precision=precision), device="cpu")
 
-    base = best_time(per_clip_loop, repeats=1)
-    ours = best_time(pipeline, repeats=1)
+    feats = eat_fbank_batch(waves, SAMPLE_RATE, sizes.frames)
+    variants = dict(base=per_clip_loop, ours=pipeline, auto=lambda: pipeline("auto"),
+                    cached=lambda: embed_features(model, feats, EmbedSettings(batch_size=8, precision="float32"), device="cpu"))
+    times = {name: float("inf") for name in variants}
+    for _ in range(2):  # in turns, so that load from other work on the machine hits every variant alike
+        for name, fn in variants.items():
+            times[name] = min(times[name], best_time(fn, repeats=1, warmup=0))
+    base, ours, auto, cached = (times[k] for k in ("base", "ours", "auto", "cached"))
     n = len(waves)
     rows.append(("embed a machine type, per-clip loop", f"{n / base:.2f} clips/s", "1.00x", "batch 1, features per clip, autograd on"))
-    rows.append(("embed a machine type, pipeline", f"{n / ours:.2f} clips/s", f"{base / ours:.2f}x vs per-clip loop",
+    rows.append(("embed a machine type, pipeline, float32", f"{n / ours:.2f} clips/s", f"{base / ours:.2f}x vs per-clip loop",
                  "batched fbank + batched inference_mode"))
-    feats = eat_fbank_batch(waves, SAMPLE_RATE, sizes.frames)
-    cached = best_time(lambda: embed_features(model, feats, EmbedSettings(batch_size=8), device="cpu"), repeats=1)
-    rows.append(("embed a machine type, from cached features", f"{n / cached:.2f} clips/s", f"{base / cached:.2f}x vs per-clip loop",
-                 "what the embed job does"))
-
-    def pipeline_bf16():
-        feats = eat_fbank_batch(waves, SAMPLE_RATE, sizes.frames)
-        return embed_features(model, feats, EmbedSettings(batch_size=8, precision="bfloat16"), device="cpu")
-
-    bf16 = best_time(pipeline_bf16, repeats=1)
-    ref = embed_features(model, feats, EmbedSettings(batch_size=8), device="cpu")
-    low = pipeline_bf16()
-    cos = float((ref * low).sum(1).min() / (np.linalg.norm(ref, axis=1) * np.linalg.norm(low, axis=1)).max())
-    rows.append(("embed a machine type, pipeline, bf16 autocast", f"{n / bf16:.2f} clips/s", f"{base / bf16:.2f}x vs per-clip loop",
-                 f"embedding.precision: bfloat16; min cosine to float32 {cos:.5f}"))
+    rows.append(("embed a machine type, from cached features, float32", f"{n / cached:.2f} clips/s",
+                 f"{base / cached:.2f}x vs per-clip loop", "what the embed job does"))
+    resolved = resolve_precision("auto", torch.device("cpu"))
+    cos = min_cosine(pipeline("float32"), pipeline("auto"))
+    rows.append(("embed a machine type, pipeline, precision auto", f"{n / auto:.2f} clips/s", f"{base / auto:.2f}x vs per-clip loop",
+                 f"auto = {resolved} here; min cosine to float32 {cos:.5f}"))
     return dict(embed_loop_clips_per_s=n / base, embed_pipeline_clips_per_s=n / ours, embed_cached_clips_per_s=n / cached,
-                embed_speedup=base / ours, embed_bf16_clips_per_s=n / bf16, embed_bf16_speedup=base / bf16, embed_bf16_min_cos=cos)
+                embed_speedup=base / ours, embed_auto_clips_per_s=n / auto, embed_auto_speedup=base / auto,
+                embed_auto_precision=resolved, embed_auto_min_cos=cos)
 
 
 KNN_CHILD = """
@@ -200,29 +227,33 @@ def bench_knn(sizes: Sizes, peak: float, rows: list):
     return out
 
 
-def bench_training(sizes: Sizes, config: EATConfig, peak: float, rows: list):
+def bench_training(sizes: Sizes, config: EATConfig, peaks: dict, rows: list):
     from eat_asd.train import AuxClassifier, SoftmaxHead, TrainSettings, prepare_encoder
 
     out = {}
-    variants = [("LoRA all blocks", TrainSettings(), sizes.frames)]
+    half = sizes.frames // 2 // 16 * 16
     top = tuple(range(config.depth - 2, config.depth))
-    variants.append((f"LoRA top 2 blocks {list(top)}", TrainSettings(blocks=top), sizes.frames))
-    variants.append(("LoRA all blocks, crop to half", TrainSettings(), sizes.frames // 2 // 16 * 16))
+    variants = [("LoRA all blocks", TrainSettings(), sizes.frames, "float32"),
+                (f"LoRA top 2 blocks {list(top)}", TrainSettings(blocks=top), sizes.frames, "float32"),
+                ("LoRA all blocks, crop to half", TrainSettings(), half, "float32"),
+                ("LoRA all blocks, bf16", TrainSettings(), sizes.frames, "bfloat16")]
     base_rate = None
-    for name, settings, frames in variants:
+    cpu = torch.device("cpu")
+    for name, settings, frames, precision in variants:
         torch.manual_seed(0)
         model = AuxClassifier(prepare_encoder(EAT(config), settings), SoftmaxHead(config.embed_dim, 10))
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
         x = torch.randn(sizes.train_batch, 1, frames, 128)
         y = torch.randint(0, 10, (sizes.train_batch,))
 
-        def step():
-            loss = torch.nn.functional.cross_entropy(model(x, y), y)
-            loss.backward()
+        def step():  # as train.train_encoder runs it
+            with autocast(cpu, precision):
+                logits = model(x, y)
+            torch.nn.functional.cross_entropy(logits.float(), y).backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
 
-        t = best_time(step, repeats=3, warmup=1)
+        t = best_time(step, repeats=2, warmup=1)
         fwd = count_flops(config, frames)
         # backward: activation gradients through every block LoRA touches (about one forward each)
         first = min(settings.blocks) if settings.blocks else 0
@@ -230,9 +261,9 @@ def bench_training(sizes: Sizes, config: EATConfig, peak: float, rows: list):
         rate = useful / t / 1e9
         clips_per_s = sizes.train_batch / t
         base_rate = base_rate or clips_per_s
-        out[f"train_{name}"] = dict(clips_per_s=clips_per_s, gflops=rate, peak_ratio=rate / peak)
-        rows.append((f"training step, {name}", f"{clips_per_s:.2f} clips/s", f"{rate / peak:.2f} of matmul peak",
-                     f"{clips_per_s / base_rate:.2f}x vs all blocks, {frames} frames, batch {sizes.train_batch}"))
+        out[f"train_{name}"] = dict(clips_per_s=clips_per_s, gflops=rate, peak_ratio=rate / peaks[precision])
+        rows.append((f"training step, {name}", f"{clips_per_s:.2f} clips/s", f"{rate / peaks[precision]:.2f} of {precision} matmul peak",
+                     f"{clips_per_s / base_rate:.2f}x vs all blocks float32, {frames} frames, batch {sizes.train_batch}"))
     return out
 
 
@@ -271,11 +302,14 @@ def targets(results: dict, sizes: Sizes) -> list[dict]:
     """The speed goals of the project, each with its measured ratio."""
     largest_bank = max(sizes.banks)
     measured = [
-        ("encoder forward, best batch, of matmul peak", 0.9,
+        ("encoder forward float32, best batch, of the float32 matmul peak", 0.9,
          max(results[f"encoder_b{b}_peak_ratio"] for b in sizes.encoder_batches)),
-        ("LoRA training step (all blocks), of matmul peak", 0.6, results["train_LoRA all blocks"]["peak_ratio"]),
-        ("embedding a machine type (float32) vs the per-clip loop", 1.5, results["embed_speedup"]),
-        (f"kNN over a {largest_bank:,} bank, of matmul peak", 0.5, results[f"knn_{largest_bank}_peak_ratio"]),
+        ("encoder forward bf16, best batch, of the bf16 matmul peak", 0.8,
+         max(results[f"encoder_bf16_b{b}_peak_ratio"] for b in sizes.bf16_batches)),
+        ("LoRA training step (all blocks) float32, of the float32 matmul peak", 0.6, results["train_LoRA all blocks"]["peak_ratio"]),
+        ("LoRA training step (all blocks) bf16, of the bf16 matmul peak", 0.6, results["train_LoRA all blocks, bf16"]["peak_ratio"]),
+        ("embedding a machine type with precision auto vs the float32 per-clip loop", 4.0, results["embed_auto_speedup"]),
+        (f"kNN over a {largest_bank:,} bank, of the float32 matmul peak", 0.5, results[f"knn_{largest_bank}_peak_ratio"]),
     ]
     return [dict(what=what, goal=goal, measured=value, met=bool(value >= goal)) for what, goal, value in measured]
 
@@ -300,6 +334,11 @@ def machine_line() -> str:
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
+def load_line() -> str:
+    """The load averages (1, 5, 15 min) as `uptime` shows them: other work on a shared machine skews timings."""
+    return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
@@ -313,22 +352,29 @@ def main(argv=None):
     results = dict(machine=machine_line(), smoke=args.smoke, frames=sizes.frames)
     t0 = time.time()
     n_peak = 512 if args.smoke else 2048
-    peaks = []
+    peaks = {"float32": [], "bfloat16": []}
 
-    def peak_now(stage: str) -> float:
-        """The matmul peak measured right before a stage: shared machines drift in clock speed
-        over minutes, and a ratio is only fair against the limit of the same moment."""
-        peaks.append(matmul_peak(n_peak))
-        rows.append((f"matmul peak before {stage}", f"{peaks[-1]:.0f} GFLOP/s", "1.00", f"float32 {n_peak}x{n_peak}, reference for the ratios below"))
-        return peaks[-1]
+    def peak_now(stage: str) -> dict:
+        """The matmul peaks measured right before a stage: shared machines drift in clock speed and
+        load over minutes, and a ratio is only fair against the limit of the same moment."""
+        now = {}
+        for precision, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+            now[precision] = matmul_peak(n_peak, dtype)
+            peaks[precision].append(now[precision])
+            rows.append((f"{precision} matmul peak before {stage}", f"{now[precision]:.0f} GFLOP/s", "1.00",
+                         f"{n_peak}x{n_peak}, reference for the {precision} ratios below; {load_line()}"))
+        return now
 
     results.update(bench_fbank(sizes, rows))
     results.update(bench_encoder(sizes, model, peak_now("the encoder"), rows))
     results.update(bench_embed_end_to_end(sizes, model, rows))
-    results.update(bench_knn(sizes, peak_now("kNN"), rows))
+    results.update(bench_bf16_accuracy(sizes, model, rows))
+    results.update(bench_knn(sizes, peak_now("kNN")["float32"], rows))
     results.update(bench_training(sizes, sizes.config, peak_now("training"), rows))
-    results["matmul_peak_gflops"] = max(peaks)
-    results["matmul_peaks_gflops"] = peaks
+    results["matmul_peak_gflops"] = max(peaks["float32"])
+    results["matmul_peaks_gflops"] = peaks["float32"]
+    results["bf16_matmul_peaks_gflops"] = peaks["bfloat16"]
+    results["load_after"] = load_line()
     if sizes.demo and not args.no_workflow:
         results.update(bench_workflow(rows))
     results["seconds"] = time.time() - t0
@@ -346,6 +392,10 @@ def main(argv=None):
           f"encoder {'tiny (smoke)' if args.smoke else 'EAT-base size, random weights'}.", "",
           "| " + " | ".join(header) + " |", "|---|---|---|---|"] + ["| " + " | ".join(map(str, r)) + " |" for r in rows]
     md += ["", "Targets:", ""] + [f"- {line}" for line in target_lines]
+    md += ["", f"Load averages: before each peak in the notes above; after the run {results['load_after']}."]
+    scale = Path(args.out).parent / "scale.md"
+    if scale.is_file():  # python -m benchmarks.scale: the workflow at DCASE size, run separately (it takes long)
+        md += ["", "## The workflow at DCASE 2023 development-set size (python -m benchmarks.scale)", "", scale.read_text().strip()]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text("\n".join(md) + "\n")

@@ -258,3 +258,33 @@ def test_bin_weights_never_unpickle_code(tmp_path, reference):
     torch.save({"model.extra_tokens": _Payload()}, ckpt / "pytorch_model.bin")
     with pytest.raises(CheckpointError, match=r"pytorch_model\.bin: cannot be loaded with weights_only=True"):
         load_eat(ckpt)
+
+
+def test_matmul_attention_equals_sdpa_with_gradients():
+    from eat_asd.eat import matmul_attention
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 17, 8, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    ours = matmul_attention(q, k, v)
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    assert torch.allclose(ours, ref, atol=1e-12)
+    g = torch.randn_like(ref)
+    assert all(torch.allclose(a, b, atol=1e-10) for a, b in zip(torch.autograd.grad(ours, (q, k, v), g),
+                                                                  torch.autograd.grad(ref, (q, k, v), g)))
+
+
+def test_bf16_on_cpu_takes_the_matmul_attention(tiny_model, monkeypatch):
+    import eat_asd.eat as eat
+
+    calls = []
+    real = eat.matmul_attention
+    monkeypatch.setattr(eat, "matmul_attention", lambda *a: calls.append(a[0].dtype) or real(*a))
+    x = torch.randn(2, 1, 64, 128)
+    with torch.inference_mode():
+        ref = tiny_model(x)
+        assert not calls  # float32 keeps the fused kernel (the golden reference path)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = tiny_model(x)
+    assert calls == [torch.bfloat16] * len(tiny_model.blocks)
+    cos = torch.nn.functional.cosine_similarity(low.float().flatten(1), ref.flatten(1))
+    assert cos.min() > 0.999

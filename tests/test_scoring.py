@@ -106,21 +106,24 @@ def test_settings_validation():
         ScoreSettings(bank_split="domain")
 
 
+F32 = dict(precision="float32")  # exact comparisons with the float32 model
+
+
 def test_embedding_pooling_and_windows(tiny_model):
     from eat_asd.embed import EmbedSettings, embed_features, windows
 
     feats = torch.randn(5, 128, 128)
-    cls = embed_features(tiny_model, feats, EmbedSettings(batch_size=2), device="cpu")
-    both = embed_features(tiny_model, feats, EmbedSettings(pooling="cls+mean"), device="cpu")
+    cls = embed_features(tiny_model, feats, EmbedSettings(batch_size=2, **F32), device="cpu")
+    both = embed_features(tiny_model, feats, EmbedSettings(pooling="cls+mean", **F32), device="cpu")
     assert cls.shape == (5, 32) and both.shape == (5, 64) and np.allclose(both[:, :32], cls, atol=1e-5)
     with torch.inference_mode():
         direct = np.stack([tiny_model(feats[i : i + 1, None])[0, 0].numpy() for i in range(5)])
     assert np.allclose(cls, direct, atol=1e-5)  # every clip, across CPU micro-batches and read batches
-    assert np.allclose(embed_features(tiny_model, feats, EmbedSettings(batch_size=5), device="cpu"), direct, atol=1e-5)
-    crop = embed_features(tiny_model, feats, EmbedSettings(segment_frames=64), device="cpu")
+    assert np.allclose(embed_features(tiny_model, feats, EmbedSettings(batch_size=5, **F32), device="cpu"), direct, atol=1e-5)
+    crop = embed_features(tiny_model, feats, EmbedSettings(segment_frames=64, **F32), device="cpu")
     with torch.inference_mode():
         assert np.allclose(crop[1], tiny_model(feats[1:2, None, :64])[0, 0].numpy(), atol=1e-5)
-    slid = embed_features(tiny_model, feats, EmbedSettings(segment_frames=64, long_clips="sliding"), device="cpu")
+    slid = embed_features(tiny_model, feats, EmbedSettings(segment_frames=64, long_clips="sliding", **F32), device="cpu")
     with torch.inference_mode():
         halves = [tiny_model(feats[1:2, None, s : s + 64])[0, 0].numpy() for s in (0, 64)]
     assert np.allclose(slid[1], np.mean(halves, axis=0), atol=1e-5)
@@ -131,7 +134,7 @@ def test_bf16_precision_is_close_to_float32(tiny_model):
     from eat_asd.embed import EmbedSettings, embed_features
 
     feats = torch.randn(4, 64, 128)
-    ref = embed_features(tiny_model, feats, EmbedSettings(), device="cpu")
+    ref = embed_features(tiny_model, feats, EmbedSettings(**F32), device="cpu")
     low = embed_features(tiny_model, feats, EmbedSettings(precision="bfloat16"), device="cpu")
     cos = (ref * low).sum(1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(low, axis=1))
     assert not np.array_equal(ref, low) and cos.min() > 0.999

@@ -281,7 +281,7 @@ def with_nan_features(demo, folder, key):
         feats = ff.read(np.arange(len(ff)))
         if key in ff.keys:
             feats[ff.rows([key])[0], 3, 5] = float("nan")
-        save_file({"features": feats.contiguous()}, str(dst), metadata=ff._file.metadata())
+        save_file({"features": feats.contiguous()}, str(dst), metadata=ff.metadata)
     return paths
 
 
@@ -310,3 +310,13 @@ def test_non_finite_loss_stops_training_naming_the_clips(demo, tmp_path, monkeyp
     monkeypatch.setattr(train_mod.F, "cross_entropy", lambda *a, **k: real(*a, **k) * float("inf"))
     with pytest.raises(TrainingError, match=r"the training loss is inf; training diverged: lower train.lr \(now 0.003\)"):
         run(demo, tmp_path / "diverged")
+
+
+def test_auto_precision_trains_in_float32_on_bf16_cpus(demo, tmp_path, monkeypatch):
+    from eat_asd import runtime
+
+    monkeypatch.setattr(runtime, "cpu_has_bf16_units", lambda: True)
+    runs = {p: run(demo, tmp_path / p, epochs=1, max_steps=2, precision=p) for p in ("auto", "float32", "bfloat16")}
+    head = {p: load_file(str(tmp_path / p / "head.safetensors")) for p in runs}
+    assert all(torch.equal(head["auto"][k], head["float32"][k]) for k in head["auto"])
+    assert not all(torch.equal(head["auto"][k], head["bfloat16"][k]) for k in head["auto"])

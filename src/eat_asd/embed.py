@@ -2,68 +2,32 @@
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from .eat import EAT, POOLINGS
-LONG_CLIPS = ("crop", "sliding")
-PRECISIONS = ("auto", "float32", "bfloat16")
+from .config import schema_settings
+from .eat import EAT
+from .runtime import autocast, inference_weights, resolve_device, resolve_precision, to_device
+
 # On the CPU the encoder runs a few segments at a time: larger batches only push activations out
-# of cache (EAT-base, 2 cores: 2.0 clips/s at 4 segments, 1.76 at 32). GPUs take the whole batch.
-CPU_MICRO_BATCH = 4
+# of cache (EAT-base, 2 cores, float32: 2.0 clips/s at 4 segments, 1.76 at 32; bf16: 0.80-0.81 of the
+# bf16 matmul peak at 1, 2 and 4 segments alike, 1 keeps a segment's attention scores, 6 MB, in cache).
+# GPUs take the whole batch.
+CPU_MICRO_BATCH = {"float32": 4, "bfloat16": 1}
 
 
 @dataclass(frozen=True)
+@schema_settings("embedding")
 class EmbedSettings:
-    pooling: str = "cls"  # CLS token, mean of patch tokens, or both concatenated
-    segment_frames: int | None = None  # encoder input length; None = the whole cached clip
-    long_clips: str = "crop"  # clips longer than segment_frames: first segment, or mean over sliding windows
-    hop_frames: int | None = None  # sliding-window hop; None = segment_frames (no overlap)
-    batch_size: int = 32
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, float32 elsewhere
-
-    def __post_init__(self):
-        check_precision(self.precision, "embedding.precision")
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"embedding.pooling = {self.pooling!r}: choose one of {', '.join(POOLINGS)}")
-        if self.long_clips not in LONG_CLIPS:
-            raise ValueError(f"embedding.long_clips = {self.long_clips!r}: choose one of {', '.join(LONG_CLIPS)}")
-        for name in ("segment_frames", "hop_frames"):
-            v = getattr(self, name)
-            if v is not None and (v <= 0 or (name == "segment_frames" and v % 16)):
-                raise ValueError(f"embedding.{name} = {v}: must be a positive multiple of 16")
-
-
-def default_device() -> torch.device:
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def check_precision(precision: str, name: str) -> None:
-    if precision not in PRECISIONS:
-        raise ValueError(f"{name} = {precision!r}: choose one of {', '.join(PRECISIONS)}")
-
-
-def autocast(device: torch.device, precision: str = "auto"):
-    """bf16 autocast on CUDA ('auto'), or wherever asked ('bfloat16': on CPUs with AVX512-BF16
-    or AMX about 2.7x faster for EAT-base, embeddings within 1e-3 cosine of float32); float32 otherwise."""
-    if precision == "bfloat16" or (precision == "auto" and device.type == "cuda"):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Host-to-device copy; on CUDA from page-locked memory, so the copy overlaps with compute."""
-    if device.type == "cuda":
-        return x.pin_memory().to(device, non_blocking=True)
-    return x.to(device)
+    pooling: str  # CLS token, mean of patch tokens, or both concatenated
+    segment_frames: int | None  # encoder input length; None = the whole cached clip
+    long_clips: str  # clips longer than segment_frames: first segment, or mean over sliding windows
+    hop_frames: int | None  # sliding-window hop; None = segment_frames (no overlap)
+    batch_size: int
+    precision: str  # auto: bf16 where the hardware multiplies bf16 natively (runtime.resolve_precision)
 
 
 def windows(features: torch.Tensor, settings: EmbedSettings) -> torch.Tensor:
@@ -81,8 +45,9 @@ def windows(features: torch.Tensor, settings: EmbedSettings) -> torch.Tensor:
 def embed_features(model, features, settings: EmbedSettings = EmbedSettings(), device=None, desc: str = "embed") -> np.ndarray:
     """Embeddings (N, D) of cached features. `features` is a tensor (N, T, 128) or a
     FeatureFile plus rows given as (file, rows), read batch by batch."""
-    device = torch.device(device) if device is not None else default_device()
-    model = model.to(device).eval()
+    device = resolve_device(device)
+    precision = resolve_precision(settings.precision, device)
+    model = inference_weights(model.to(device).eval(), device, precision)
     if isinstance(features, tuple):
         source, rows = features
         n, read = len(rows), lambda a, b: source.read(rows[a:b])
@@ -94,10 +59,10 @@ def embed_features(model, features, settings: EmbedSettings = EmbedSettings(), d
         segs = windows(batch, settings)
         b, w = segs.shape[:2]
         x = to_device(segs.reshape(b * w, 1, *segs.shape[2:]), device)
-        step = CPU_MICRO_BATCH if device.type == "cpu" else len(x)
+        step = CPU_MICRO_BATCH[precision] if device.type == "cpu" else len(x)
         pooled = []
         for s in range(0, len(x), step):
-            with autocast(device, settings.precision):
+            with autocast(device, precision):
                 tokens = model(x[s : s + step])
             pooled.append(EAT.pool(tokens.float(), settings.pooling))
         emb = torch.cat(pooled).view(b, w, -1).mean(dim=1)

@@ -12,17 +12,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .audio import check_length, clips_error, eat_fbank_batch, fbank_frames, read_clip
+from .audio import audio_info, check_length, clips_error, eat_fbank_batch, fbank_frames, read_clip
 from .audio_notes import METADATA_KEY, AudioNotes
 from .config import schema_settings
 from .errors import AudioError, StaleFeaturesError
-from .io import atomic_path, content_hash
+from .io import content_hash, read_safetensors_header, write_safetensors_rows
 
 log = logging.getLogger(__name__)
 
 RECIPE = "eat-kaldi-fbank-128-v1"  # bump when the feature code changes what it computes
-
-
+TENSOR = "features"  # the one tensor of a feature file: (clips, frames, 128) float32
 
 
 @dataclass(frozen=True)
@@ -34,76 +33,101 @@ class FeatureSettings:
         return json.dumps({"recipe": RECIPE, **asdict(self)}, sort_keys=True)
 
 
-def compute_features(paths: list[str], settings: FeatureSettings, batch_size: int = 32, desc: str = "fbank",
-                     device=None, notes: AudioNotes | None = None) -> torch.Tensor:
-    """(N, target_frames, 128) float32 for the given wav files, in order (fbank on `device`, e.g. a GPU).
-
-    Every clip is checked as it is read (truncated, non-finite samples, far too short); one
-    AudioError lists all the clips at fault. `notes` counts what the features change about them.
-    """
-    notes = notes if notes is not None else AudioNotes()
+def clip_notes(paths: list[str], settings: FeatureSettings) -> tuple[AudioNotes, dict[str, str]]:
+    """What the features will change about the clips (resampling, mix-down, padding), from their headers,
+    and the clips these show to be unusable (truncated, empty, far too short), each with its problem."""
+    notes = AudioNotes()
     notes.target_frames = settings.target_frames
-    out = torch.empty(len(paths), settings.target_frames, 128)
-    problems: list[str] = []
+    problems: dict[str, str] = {}
+    for path in paths:
+        try:
+            sample_rate, channels, seconds = audio_info(path)
+            frames = fbank_frames(round(seconds * sample_rate), sample_rate)
+            check_length(path, frames, settings.target_frames)
+        except AudioError as err:
+            problems[path] = str(err)
+            continue
+        notes.add(path, sample_rate, channels, frames)
+    return notes, problems
+
+
+def feature_blocks(paths: list[str], settings: FeatureSettings, batch_size: int = 32, desc: str = "fbank", device=None,
+                   problems: dict[str, str] | None = None):
+    """(k, target_frames, 128) float32 blocks for the given wav files, in order, batch_size clips each
+    (fbank on `device`, e.g. a GPU). Unusable clips (`problems` found before, or non-finite samples
+    found here) stop the blocks: reading goes on to name every such clip in one AudioError at the
+    end, but nothing more is computed."""
+    problems = dict(problems or {})
     for start in tqdm(range(0, len(paths), batch_size), desc=desc, unit="batch", mininterval=2):
         chunk = []
         for path in paths[start : start + batch_size]:
-            try:
-                clip = read_clip(path)
-                frames = fbank_frames(len(clip.waveform), clip.sample_rate)
-                check_length(path, frames, settings.target_frames)
-            except AudioError as err:
-                problems.append(str(err))
+            if path in problems:
                 continue
-            notes.add(path, clip.sample_rate, clip.channels, frames)
-            chunk.append(clip)
-        if problems:  # go on reading, to name every bad clip at once, but compute nothing more
+            try:
+                chunk.append(read_clip(path))
+            except AudioError as err:
+                problems[path] = str(err)
+        if problems:
             continue
+        out = torch.empty(len(chunk), settings.target_frames, 128)
         by_rate: dict[int, list[int]] = {}
         for i, clip in enumerate(chunk):
             by_rate.setdefault(clip.sample_rate, []).append(i)
         for sr, idx in by_rate.items():
-            out[[start + i for i in idx]] = eat_fbank_batch([chunk[i].waveform for i in idx], sr, settings.target_frames, device)
+            out[idx] = eat_fbank_batch([chunk[i].waveform for i in idx], sr, settings.target_frames, device)
+        yield out
     if problems:
-        raise clips_error(problems, len(paths))
-    return out
+        raise clips_error([problems[p] for p in paths if p in problems], len(paths))
+
+
+def compute_features(paths: list[str], settings: FeatureSettings, batch_size: int = 32, desc: str = "fbank",
+                     device=None) -> torch.Tensor:
+    """(N, target_frames, 128) float32 for the given wav files, in order, in memory."""
+    _, problems = clip_notes(paths, settings)
+    blocks = list(feature_blocks(paths, settings, batch_size, desc, device, problems))
+    return torch.cat(blocks) if blocks else torch.empty(0, settings.target_frames, 128)
 
 
 def build_feature_file(paths: list[str], keys: list[str], settings: FeatureSettings, out: str | Path,
                        batch_size: int = 32, desc: str = "fbank", device=None) -> AudioNotes:
-    """Compute features for the clips and write them, with their keys and audio notes, atomically to `out`."""
-    from safetensors.torch import save_file
-
+    """Compute features for the clips and write them, with their keys and audio notes, atomically to `out`,
+    one batch at a time: the job holds one batch of features, whatever the number of clips."""
+    if len(paths) != len(keys):
+        raise ValueError(f"{out}: {len(paths)} clips but {len(keys)} keys")
+    notes, problems = clip_notes(paths, settings)
+    if not problems:
+        log.log(logging.WARNING if notes.changed else logging.INFO, "%s: %s", Path(out).name, notes.summary())
     hashes = [content_hash(p) for p in paths]
-    notes = AudioNotes()
-    feats = compute_features(paths, settings, batch_size, desc, device, notes)
-    log.log(logging.WARNING if notes.changed else logging.INFO, "%s: %s", Path(out).name, notes.summary())
     meta = {"settings": settings.key(), "keys": json.dumps(keys), "hashes": json.dumps(hashes),
             METADATA_KEY: notes.to_json()}
-    with atomic_path(out) as tmp:
-        save_file({"features": feats.contiguous()}, str(tmp), metadata=meta)
+    blocks = (b.numpy() for b in feature_blocks(paths, settings, batch_size, desc, device, problems))
+    write_safetensors_rows(out, TENSOR, (settings.target_frames, 128), len(paths), blocks, meta)
     return notes
 
 
 class FeatureFile:
-    """Read access to a feature file without loading it whole (safetensors slices are read on demand)."""
+    """Read access to a feature file by rows, with plain reads rather than a memory map, so that a job
+    reading many clips keeps only the rows it asked for in memory."""
 
     def __init__(self, path: str | Path, settings: FeatureSettings | None = None):
-        from safetensors import safe_open
-
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"{self.path}: feature file not found")
-        self._file = safe_open(str(self.path), framework="pt")
-        meta = self._file.metadata()
+        header, self._data_start = read_safetensors_header(self.path)
+        meta, info = header.get("__metadata__") or {}, header.get(TENSOR) or {}
+        self.metadata: dict[str, str] = meta
+        if not {"keys", "hashes", "settings"} <= set(meta) or info.get("dtype") != "F32" or len(info.get("shape", ())) != 3:
+            raise StaleFeaturesError(f"{self.path}: not a feature file (no float32 '{TENSOR}' rows with keys, hashes and settings)")
         self.keys: list[str] = json.loads(meta["keys"])  # the manifest's clip keys, one per row
         self.hashes: list[str] = json.loads(meta["hashes"])
         self.settings_key = meta["settings"]
-        self._slice = self._file.get_slice("features")
-        self.shape = tuple(self._slice.get_shape())
+        self.shape = tuple(info["shape"])
+        self._row_bytes = 4 * self.shape[1] * self.shape[2]
+        self._data_start += info["data_offsets"][0]
         if settings is not None and settings.key() != self.settings_key:
             raise StaleFeaturesError(f"{self.path}: computed with {self.settings_key}, expected {settings.key()}")
         self._index = {key: i for i, key in enumerate(self.keys)}
+        self._file = open(self.path, "rb")
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -115,11 +139,18 @@ class FeatureFile:
         return np.array([self._index[k] for k in keys], dtype=int)
 
     def read(self, rows) -> torch.Tensor:
-        """Features of the given row positions, (len(rows), T, 128)."""
-        rows = np.asarray(rows, dtype=int)
-        if len(rows) and np.all(np.diff(rows) == 1):
-            return self._slice[int(rows[0]) : int(rows[-1]) + 1]
-        return torch.stack([self._slice[int(r) : int(r) + 1][0] for r in rows]) if len(rows) else torch.empty(0, *self.shape[1:])
+        """Features of the given row positions, (len(rows), T, 128); runs of consecutive rows are read at once."""
+        rows = np.asarray(rows, dtype=int).reshape(-1)
+        if len(rows) and (rows.min() < 0 or rows.max() >= self.shape[0]):
+            raise IndexError(f"{self.path}: rows outside 0..{self.shape[0] - 1}")
+        out = np.empty((len(rows), *self.shape[1:]), np.float32)
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+        for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, len(rows)]):
+            if hi > lo:
+                self._file.seek(self._data_start + int(rows[lo]) * self._row_bytes)
+                if self._file.readinto(memoryview(out[lo:hi]).cast("B")) != (hi - lo) * self._row_bytes:
+                    raise StaleFeaturesError(f"{self.path}: truncated (rows {rows[lo]}..{rows[hi - 1]} missing)")
+        return torch.from_numpy(out)
 
     def check_hashes(self, paths: list[str], keys: list[str]) -> None:
         """Raise if any clip's content changed since its features were computed."""

@@ -104,3 +104,48 @@ def write_csv(path: str | os.PathLike, frame, **kwargs) -> None:
     kwargs.setdefault("index", False)
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, **kwargs)
+
+
+# safetensors, written and read row block by row block (numpy only: no torch in light code)
+_ST_DTYPES = {"float32": "F32"}
+
+
+def write_safetensors_rows(path: str | os.PathLike, name: str, row_shape: tuple[int, ...], n_rows: int, blocks,
+                           metadata: dict[str, str]) -> None:
+    """Write one float32 tensor `name` of shape (n_rows, *row_shape) in the safetensors format, atomically,
+    from an iterable of row blocks (arrays of shape (k, *row_shape)): memory holds one block, never the tensor."""
+    import numpy as np
+
+    shape = [int(n_rows), *map(int, row_shape)]
+    nbytes = 4 * int(np.prod(shape))
+    header = {"__metadata__": metadata, name: {"dtype": _ST_DTYPES["float32"], "shape": shape, "data_offsets": [0, nbytes]}}
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # data starts 8-byte aligned, as safetensors writes it
+    written = 0
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(len(raw).to_bytes(8, "little") + raw)
+            for block in blocks:
+                block = np.ascontiguousarray(block, dtype=np.float32)
+                if block.shape[1:] != tuple(shape[1:]):
+                    raise ValueError(f"{path}: row block of shape {block.shape}, expected (k, {', '.join(map(str, shape[1:]))})")
+                f.write(block.tobytes())
+                written += len(block)
+        if written != n_rows:
+            raise ValueError(f"{path}: {written} rows written, {n_rows} announced")
+
+
+def read_safetensors_header(path: str | os.PathLike) -> tuple[dict, int]:
+    """The header of a safetensors file and the byte offset where its data starts."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        size = f.read(8)
+        n = int.from_bytes(size, "little") if len(size) == 8 else -1
+        raw = f.read(n) if 0 < n < 100_000_000 else b""
+    try:
+        header = json.loads(raw)
+    except ValueError:
+        header = None
+    if not isinstance(header, dict) or len(raw) != n:
+        raise ValueError(f"{path}: not a safetensors file (unreadable header)")
+    return header, 8 + n

@@ -13,16 +13,11 @@ import pandas as pd
 from .errors import DataError
 from .data import PARTS, check_manifest, discover, read_manifest, training_clips
 from .io import atomic_path, write_csv, write_json
+from .runtime import resolve_device
 
 log = logging.getLogger(__name__)
 
 
-def resolve_device(name: str = "auto"):
-    from .embed import default_device
-
-    import torch
-
-    return default_device() if name == "auto" else torch.device(name)
 
 
 def make_manifest(data_root: str | Path, machine: str, out: str | Path, part: str | None = None) -> pd.DataFrame:

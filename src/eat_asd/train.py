@@ -25,10 +25,10 @@ from tqdm import tqdm
 from .config import schema_settings
 from .data import aux_labels, resolve_granularity, train_val_split, training_clips
 from .eat import EAT, HUB_PREFIX, hub_commit, load_eat, resolve_checkpoint, save_eat
-from .embed import autocast, default_device, to_device
-from .features import FeatureFile, FeatureSettings
 from .errors import TrainingError
+from .features import FeatureFile, FeatureSettings
 from .io import atomic_dir, atomic_path, write_csv, write_json
+from .runtime import autocast, resolve_device, to_device
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +265,7 @@ def evaluate(model: AuxClassifier, data: TrainingData, idx: np.ndarray, batch_si
         b = idx[s : s + batch_size]
         x = to_device(data.read(b).unsqueeze(1), device)
         y = torch.as_tensor(data.clips["y"].to_numpy()[b], device=device)
-        with autocast(device, precision):
+        with autocast(device, precision, training=True):
             logits = model(x)
         total_loss += float(F.cross_entropy(logits.float(), y, reduction="sum"))
         correct += int((logits.argmax(1) == y).sum())
@@ -281,7 +281,7 @@ def train_encoder(encoder_source: str | Path, data: TrainingData, settings: Trai
     interrupted run resumes from out_dir/checkpoint/last.pt.
     """
     out_dir = Path(out_dir)
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     started = time.time()
     torch.manual_seed(settings.seed)
     try:
@@ -339,7 +339,7 @@ def train_encoder(encoder_source: str | Path, data: TrainingData, settings: Trai
             b = order[bi * settings.batch_size : (bi + 1) * settings.batch_size]
             x = to_device(augment(data.read(b), settings, gen).unsqueeze(1), device)
             y = torch.as_tensor(labels_all[b], device=device)
-            with autocast(device, settings.precision):
+            with autocast(device, settings.precision, training=True):
                 logits = model(x, y)
             loss = F.cross_entropy(logits.float(), y)
             if not torch.isfinite(loss):
