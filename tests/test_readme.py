@@ -35,3 +35,40 @@ def test_without_snakemake_block_runs_on_the_demo(tmp_path):
     assert auroc["machine_type"].tolist() == ["fan", "pump", "overall"]
     assert (tmp_path / "eval" / "submission" / "anomaly_score_fan_section_00_test.csv").is_file()
     assert (tmp_path / "trained" / "encoder" / "model.safetensors").is_file()
+
+
+def readme_config_keys() -> set[str]:
+    """Keys named in the README's Configuration table; `a.{b,c}` names a.b and a.c."""
+    section = (REPO / "README.md").read_text().split("## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    keys = set()
+    for row in re.findall(r"^\| (.*?) \|", section, re.M):
+        for name in re.findall(r"`([^`]+)`", row):
+            head, _, tail = name.partition("{")
+            keys |= {head + part.strip() for part in tail.rstrip("}").split(",")} if tail else {name}
+    return keys
+
+
+def schema_keys() -> set[str]:
+    from eat_asd.config import _resolve, _schema
+
+    schema = _schema()
+    keys = set()
+
+    def walk(prefix, node):
+        node = _resolve(node, schema)
+        branches = [b for b in node.get("oneOf", []) if b.get("type") == "object"] or [node]
+        for branch in branches:
+            for key, sub in branch.get("properties", {}).items():
+                sub = _resolve(sub, schema)
+                if sub.get("type") == "object" and "properties" in sub or any("properties" in b for b in sub.get("oneOf", [])):
+                    walk(f"{prefix}{key}.", sub)
+                else:
+                    keys.add(prefix + key)
+
+    walk("", schema)
+    return keys
+
+
+def test_every_config_key_is_in_the_readme_table():
+    missing = schema_keys() - readme_config_keys() - {"overrides"}
+    assert not missing, f"config keys missing from the README's Configuration table: {sorted(missing)}"

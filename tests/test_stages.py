@@ -201,3 +201,35 @@ def test_features_job_stops_on_a_nan_test_clip_naming_it(cli_run, tmp_path, capl
     assert main(["features", "--settings", '{"target_frames": 64}', "--manifest", str(tmp_path / "fan.test.csv"),
                  "--out", str(out)]) == 1
     assert f"{bad}: 1 of {len(wav)} samples are NaN or infinite" in caplog.text and not out.exists()
+
+
+def test_every_cli_option_has_help_and_the_version_prints(capsys):
+    import argparse
+
+    from eat_asd import __version__
+    from eat_asd.cli import build_parser
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [f"{name} {action.option_strings or action.dest}" for name, sub in subparsers.choices.items()
+               for action in sub._actions if not action.help]
+    assert not missing, missing
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"eat-asd {__version__}"
+
+
+def test_an_error_of_the_package_is_one_line(cli_run, tmp_path, caplog, monkeypatch):
+    """An unreachable Hub id (a TrainingError) is one line naming the encoder, not a traceback."""
+    from eat_asd.errors import EatAsdError, TrainingError
+
+    t, _ = cli_run
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert issubclass(TrainingError, EatAsdError)
+    code = main(["train", "--encoder", "someone/not-cached", "--features", str(t / "fan.safetensors"),
+                 "--manifests", str(t / "fan.csv"), "--feature-settings", '{"target_frames": 64}',
+                 "--out", str(tmp_path / "out")])
+    assert code == 1
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and not errors[0].exc_info
+    assert errors[0].getMessage().startswith("train: encoder someone/not-cached: ")  # the useful line first

@@ -347,8 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except (EatAsdError, FileNotFoundError) as err:
-        # one line that names the file or setting at fault; the job's log file holds the rest
-        log.error("%s: %s", args.command, err)
+        # one line that names the file or setting at fault (the traceback too with -v)
+        log.error("%s: %s", args.command, err, exc_info=args.verbose)
         return 1
     return 0
 

@@ -257,8 +257,9 @@ def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def evaluate(model: AuxClassifier, data: TrainingData, idx: np.ndarray, batch_size: int, device,
-             precision: str = "auto") -> tuple[float, float]:
+def validation_loss(model: AuxClassifier, data: TrainingData, idx: np.ndarray, batch_size: int, device,
+                    precision: str = "auto") -> tuple[float, float]:
+    """Mean loss and accuracy of the classifier on the held-out training clips `idx`."""
     model.eval()
     total_loss, correct = 0.0, 0
     for s in range(0, len(idx), batch_size):
@@ -357,7 +358,7 @@ def train_encoder(encoder_source: str | Path, data: TrainingData, settings: Trai
                 bar.set_postfix(loss=f"{run_loss / seen:.4f}")
                 if state["step"] >= total_steps:
                     break
-        val_loss, val_acc = evaluate(model, data, va_idx, settings.batch_size, device, settings.precision) if len(va_idx) else (float("nan"), float("nan"))
+        val_loss, val_acc = validation_loss(model, data, va_idx, settings.batch_size, device, settings.precision) if len(va_idx) else (float("nan"), float("nan"))
         row = dict(epoch=epoch + 1, step=state["step"], train_loss=run_loss / seen, train_acc=run_correct / seen,
                    val_loss=val_loss, val_acc=val_acc, lr=scheduler.get_last_lr()[0], seconds=time.time() - t0)
         if len(va_idx) and not math.isfinite(val_loss):
