@@ -25,13 +25,12 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would drown the table
-sys.path.insert(0, str(ROOT / "src"))
 
-from eat_asd.audio import SAMPLE_RATE, eat_fbank, eat_fbank_batch  # noqa: E402
-from eat_asd.eat import EAT, EATConfig, count_flops  # noqa: E402
-from eat_asd.embed import EmbedSettings, embed_features  # noqa: E402
-from eat_asd.runtime import autocast, inference_weights, resolve_precision  # noqa: E402
-from eat_asd.scoring import knn_distance  # noqa: E402
+from eat_asd.audio import SAMPLE_RATE, eat_fbank, eat_fbank_batch
+from eat_asd.eat import EAT, EATConfig, count_flops
+from eat_asd.embed import EmbedSettings, embed_features
+from eat_asd.runtime import autocast, inference_weights, resolve_precision
+from eat_asd.scoring import knn_distance
 
 
 @dataclass
@@ -195,11 +194,10 @@ def bench_embed_end_to_end(sizes: Sizes, model: EAT, rows: list):
 
 KNN_CHILD = """
 import re, sys, time, numpy as np, torch
-sys.path.insert(0, sys.argv[1])
 from eat_asd.scoring import knn_distance
 def vm(field):
     return int(re.search(field + r":\\s+(\\d+)", open("/proc/self/status").read()).group(1)) / 1024
-n_bank, n_q = int(sys.argv[2]), int(sys.argv[3])
+n_bank, n_q = int(sys.argv[1]), int(sys.argv[2])
 rng = np.random.default_rng(0)
 bank = rng.standard_normal((n_bank, 768), dtype=np.float32)
 q = rng.standard_normal((n_q, 768), dtype=np.float32)
@@ -214,7 +212,7 @@ print(t, vm("VmHWM") - before)
 def bench_knn(sizes: Sizes, peak: float, rows: list):
     out = {}
     for n_bank in sizes.banks:
-        res = subprocess.run([sys.executable, "-c", KNN_CHILD, str(ROOT / "src"), str(n_bank), str(sizes.queries)],
+        res = subprocess.run([sys.executable, "-c", KNN_CHILD, str(n_bank), str(sizes.queries)],
                              capture_output=True, text=True, check=True)
         t, extra_mb = map(float, res.stdout.split())
         rate = 2 * sizes.queries * n_bank * 768 / t / 1e9

@@ -24,13 +24,13 @@ import threading
 import time
 from pathlib import Path
 
+from eat_asd.audio import SAMPLE_RATE
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 
 # DCASE 2023 Task 2 development set: machine types, clips per machine type at full size
 MACHINES = ("bearing", "fan", "gearbox", "slider", "ToyCar", "ToyTrain", "valve")
 TRAIN_SOURCE, TRAIN_TARGET, TEST_PER_CELL = 990, 10, 50  # test: per domain x label
-SR = 16000
 
 
 def clip_counts(fraction: float) -> dict[str, int]:
@@ -45,8 +45,8 @@ def write_data(root: Path, fraction: float, seconds: float) -> int:
     import soundfile as sf
 
     counts = clip_counts(fraction)
-    n = int(seconds * SR)
-    t = np.arange(n) / SR
+    n = int(seconds * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
     total = 0
     for mi, machine in enumerate(MACHINES):
         rng = np.random.default_rng(mi)
@@ -61,7 +61,7 @@ def write_data(root: Path, fraction: float, seconds: float) -> int:
                 if label == "anomaly":
                     x += 0.1 * np.sin(2 * np.pi * rng.uniform(900, 2500) * t)
                 name = f"section_00_{domain}_{split}_{label}_{i:04d}_speed_{value}.wav"
-                sf.write(folder / name, x.astype(np.float32), SR, subtype="PCM_16")
+                sf.write(folder / name, x.astype(np.float32), SAMPLE_RATE, subtype="PCM_16")
                 total += 1
     return total
 
