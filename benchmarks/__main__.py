@@ -26,11 +26,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would drown the table
 
-from eat_asd.audio import SAMPLE_RATE, eat_fbank, eat_fbank_batch
-from eat_asd.eat import EAT, EATConfig, count_flops
-from eat_asd.embed import EmbedSettings, embed_features
-from eat_asd.runtime import autocast, inference_weights, resolve_precision
-from eat_asd.scoring import knn_distance
+from eat_asd.audio import SAMPLE_RATE, eat_fbank, eat_fbank_batch  # noqa: E402 (after the environment is set)
+from eat_asd.eat import EAT, EATConfig, count_flops  # noqa: E402 (after the environment is set)
+from eat_asd.embed import EmbedSettings, embed_features  # noqa: E402 (after the environment is set)
+from eat_asd.runtime import autocast, inference_weights, resolve_precision  # noqa: E402 (after the environment is set)
+from eat_asd.scoring import knn_distance  # noqa: E402 (after the environment is set)
 
 
 @dataclass
