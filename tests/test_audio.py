@@ -150,6 +150,12 @@ def test_feature_file_stores_what_the_features_changed(tmp_path, caplog):
     line = [r for r in caplog.records if "f.safetensors" in r.getMessage()]
     assert len(line) == 1 and line[0].levelname == "WARNING"
     assert "2 resampled to 16 kHz (from 22050 Hz: 1, 44100 Hz: 1); 1 mixed down to mono; 1 zero-padded" in line[0].getMessage()
+    # the summary the report and the terminal show: only feature files whose clips the features changed
+    from eat_asd.audio_notes import changed_summaries
+
+    build_feature_file([str(clips[0])], ["a"], FeatureSettings(target_frames=96), tmp_path / "plain.safetensors")
+    lines = changed_summaries([tmp_path / "f.safetensors", tmp_path / "plain.safetensors"])
+    assert len(lines) == 1 and lines[0].startswith("f.safetensors: 4 clips: 2 resampled to 16 kHz")
 
 
 def test_audio_notes_of_older_or_broken_feature_files(tmp_path):

@@ -96,6 +96,7 @@ def test_evaluation_mode_without_labels(cli_run, tmp_path):
                  "--results-dir", str(tmp_path), "--out", str(tmp_path / "report.html")]) == 0
     page = (tmp_path / "report.html").read_text()
     assert "Evaluation mode: 16 unlabeled test clips scored" in page and "Overall AUROC" not in page
+    assert "features changed the clips" not in page  # no feature files given, nothing to say
 
 
 def test_submission_files_parse_back(tmp_path):

@@ -161,11 +161,16 @@ def test_unseen_dcase2020_folder_with_a_local_encoder(tmp_path, reference):
                     path = root / machine / "test" / f"{label}_id_{mid}_{i:08d}.wav"
                     path.parent.mkdir(parents=True, exist_ok=True)
                     sf.write(path, (0.3 * tone).astype(np.float32), 16000)
+    # one training clip at 22.05 kHz in stereo: resampled and mixed down, which the terminal and the report say
+    odd = np.sin(2 * np.pi * 360 * np.arange(11025) / 22050)
+    sf.write(root / "valve" / "train" / "normal_id_04_00000000.wav", 0.3 * np.stack([odd, odd], 1), 22050)
     encoder = tmp_path / "tiny_encoder"
     shutil.copytree(reference / "eat_tiny", encoder, ignore=shutil.ignore_patterns("*.npy"))
     (tmp_path / "config.yaml").write_text("data_root: unused\n")
-    snakemake(tmp_path, "--cores", "2", "--config", "demo=false", f"data_root={root}", f"encoder={encoder}",
-              "features={target_frames: 48}", "train={epochs: 2}", "results=out")
+    run = snakemake(tmp_path, "--cores", "2", "--config", "demo=false", f"data_root={root}", f"encoder={encoder}",
+                    "features={target_frames: 48}", "train={epochs: 2}", "results=out")
+    said = "features changed the clips of valve.train.safetensors: 6 clips: 1 resampled to 16 kHz (from 22050 Hz: 1); 1 mixed down"
+    assert "eat-asd: " + said in run.stdout + run.stderr
     out = tmp_path / "out"
     auroc = pd.read_csv(out / "tables" / "auroc.csv")
     assert auroc["machine_type"].tolist() == ["slider", "valve", "overall"]
@@ -175,6 +180,7 @@ def test_unseen_dcase2020_folder_with_a_local_encoder(tmp_path, reference):
                  "anomaly_score_valve_section_04_test.csv"):
         assert len(pd.read_csv(out / "submission" / name, header=None)) == 6
     assert (out / "report.html").is_file() and (out / "plots" / "valve_roc.png").is_file()
+    assert said in (out / "report.html").read_text()
 
     # real data: content, not modification time, decides what is stale (rsync -a, cp -p, tar x keep the time)
     config = ["--config", "demo=false", f"data_root={root}", f"encoder={encoder}", "features={target_frames: 48}",

@@ -83,3 +83,14 @@ def read_audio_notes(feature_path: str | Path) -> AudioNotes | None:
         raise ValueError(f"{path}: not a readable feature file ({err})") from err
     text = (header.get("__metadata__") or {}).get(METADATA_KEY)
     return AudioNotes(**json.loads(text)) if text else None
+
+
+def changed_summaries(feature_paths) -> list[str]:
+    """One line per feature file whose clips the features changed (resampled, mixed down or padded),
+    for the terminal and the report."""
+    lines = []
+    for path in feature_paths:
+        notes = read_audio_notes(path)
+        if notes is not None and notes.changed:
+            lines.append(f"{Path(path).name}: {notes.summary()}")
+    return lines

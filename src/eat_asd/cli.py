@@ -188,7 +188,7 @@ def cmd_report(args):
     from .stages import report
 
     config = json.loads(args.config_json) if args.config_json else yaml.safe_load(Path(args.config).read_text()) if args.config else {}
-    report(_tables(args), args.plots, config, args.out, args.results_dir, args.training_summary)
+    report(_tables(args), args.plots, config, args.out, args.results_dir, args.training_summary, args.features)
 
 
 def cmd_model_card(args):
@@ -318,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", help="config file to show in the report")
     s.add_argument("--config-json", help="the configuration as JSON (what the workflow passes)")
     s.add_argument("--training-summary", help="the encoder's training summary (JSON)")
+    s.add_argument("--features", nargs="*", default=[], help="feature files whose audio notes (resampling, mix-down, "
+                                                              "padding of clips) the report lists")
     s.add_argument("--out", required=True, help="HTML file to write")
 
     s = add("model-card", cmd_model_card, "the fine-tuned encoder's model card (README.md) from the run's tables")

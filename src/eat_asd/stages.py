@@ -240,8 +240,10 @@ def aggregate(score_paths: list[str | Path], info_paths: list[str | Path], table
 
 
 def report(tables: Tables, plot_paths: list[str | Path], config: dict, out: str | Path, results_dir: str | Path,
-           training_summary: str | Path | None = None) -> None:
-    """The HTML report; plot files are named <machine>_<kind>.png."""
+           training_summary: str | Path | None = None, feature_paths: list[str | Path] = ()) -> None:
+    """The HTML report; plot files are named <machine>_<kind>.png. What the features changed about the
+    clips of `feature_paths` (resampling, mix-down, padding) is listed among the notes."""
+    from .audio_notes import changed_summaries
     from .report import html_report
 
     results_dir = Path(results_dir)
@@ -264,4 +266,5 @@ def report(tables: Tables, plot_paths: list[str | Path], config: dict, out: str 
     training = json.loads(Path(training_summary).read_text()) if training_summary else None
     if training:
         training.pop("settings", None)
-    html_report(out, auroc, dcase, means, decisions, summary, summary.get("notes", []), plots, config, links, training)
+    notes = summary.get("notes", []) + [f"features changed the clips of {line}" for line in changed_summaries(feature_paths)]
+    html_report(out, auroc, dcase, means, decisions, summary, notes, plots, config, links, training)

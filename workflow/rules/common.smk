@@ -96,6 +96,17 @@ onstart:
     results_lock(log)
 
 
+onsuccess:
+    # what the features changed about the clips, on the terminal as well as in the report
+    from eat_asd.audio_notes import changed_summaries
+
+    feature_files = [
+        f"{R}/features/{m}.{p}.safetensors" for m in MACHINES for p in PARTS
+    ]
+    for line in changed_summaries([f for f in feature_files if os.path.exists(f)]):
+        print(f"eat-asd: features changed the clips of {line}")
+
+
 ALL_OUTPUTS = [f for m in MACHINES for f in submission_files(m)] + [
     f"{R}/tables/auroc.csv",
     f"{R}/tables/dcase_metrics.csv",

@@ -56,6 +56,12 @@ rule report:
             kind=["roc", "scores"],
         ),
         training=f"{R}/encoder/summary.json",
+        # what the features changed about the clips (resampling, mix-down, padding)
+        features=expand(
+            f"{R}/features/{{machine}}.{{part}}.safetensors",
+            machine=MACHINES,
+            part=PARTS,
+        ),
     output:
         report(f"{R}/report.html", caption="../report/report.rst", category="Report"),
     log:
@@ -69,4 +75,5 @@ rule report:
         "eat-asd report --auroc {input.auroc:q} --dcase {input.dcase:q} --means {input.means:q}"
         " --decisions {input.decisions:q} --summary {input.summary:q} --plots {input.plots:q}"
         " --results-dir {params.results:q} --config-json {params.config:q}"
-        " --training-summary {input.training:q} --out {output:q} > {log:q} 2>&1"
+        " --training-summary {input.training:q} --features {input.features:q}"
+        " --out {output:q} > {log:q} 2>&1"
