@@ -234,3 +234,17 @@ def test_an_error_of_the_package_is_one_line(cli_run, tmp_path, caplog, monkeypa
     errors = [r for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and not errors[0].exc_info
     assert errors[0].getMessage().startswith("train: encoder someone/not-cached: ")  # the useful line first
+
+
+def test_the_device_is_an_execution_setting(monkeypatch):
+    """Not a config key (changing it must rerun nothing): the environment, or --device for one command."""
+    from eat_asd.cli import DEVICE_ENV, build_parser
+    from eat_asd.config import ConfigError, validate_config
+
+    args = ["embed", "--encoder", "e", "--features", "f", "--manifests", "m", "--out", "o"]
+    assert build_parser().parse_args(args).device == "auto"
+    monkeypatch.setenv(DEVICE_ENV, "cuda:1")
+    assert build_parser().parse_args(args).device == "cuda:1"
+    assert build_parser().parse_args([*args, "--device", "cpu"]).device == "cpu"
+    with pytest.raises(ConfigError, match="device"):
+        validate_config({"data_root": ".", "device": "cpu"})

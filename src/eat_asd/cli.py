@@ -10,11 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 from . import __version__
 from .data import PARTS
+
+DEVICE_ENV = "EAT_ASD_DEVICE"  # the device of every job that runs the encoder (auto: CUDA if present)
 
 log = logging.getLogger("eat_asd")
 
@@ -224,7 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--settings", help="JSON of this stage's settings (overrides --config)")
         s.add_argument("--threads", type=int, help="CPU threads for torch")
         if device:
-            s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+            # an execution setting, not part of the science config: the workflow's jobs take it from the environment
+            s.add_argument("--device", default=os.environ.get(DEVICE_ENV, "auto"),
+                           help=f"auto, cpu, cuda, cuda:N or mps (default: ${DEVICE_ENV}, else auto)")
 
     s = add("demo", cmd_demo, "write the synthetic demo data and a small random EAT checkpoint")
     s.add_argument("out", nargs="?", help="folder for data/ and encoder/")

@@ -26,10 +26,9 @@ rule embed:
     params:
         encoder=lambda wc, input: os.path.dirname(input.encoder_config),
         settings=embedding_params,
-        device=config["device"],
     shell:
         "eat-asd embed --encoder {params.encoder:q} --features {input.features:q}"
-        " --manifests {input.manifests:q} --settings {params.settings:q} --device {params.device:q}"
+        " --manifests {input.manifests:q} --settings {params.settings:q}"
         " --threads {threads} --out {output:q} > {log:q} 2>&1"
 
 

@@ -37,11 +37,10 @@ rule train_encoder:
         revision=config["encoder_revision"] or "",  # empty: main
         settings=as_json(train_values(config)),
         features=as_json(feature_values(config)),
-        device=config["device"],
         out=lambda wc, output: os.path.dirname(output.summary),
     shell:
         "eat-asd train --encoder {params.encoder:q} --encoder-revision={params.revision:q}"
         " --features {input.features:q}"
         " --manifests {input.manifests:q} --settings {params.settings:q}"
-        " --feature-settings {params.features:q} --device {params.device:q} --threads {threads}"
+        " --feature-settings {params.features:q} --threads {threads}"
         " --out {params.out:q} > {log:q} 2>&1"
