@@ -7,6 +7,14 @@ REPO = Path(__file__).resolve().parents[1]
 REFERENCE = Path(os.environ.get("EAT_ASD_REFERENCE", REPO.parent / "shared" / "reference"))
 
 
+def env_pip(name: str) -> list[str]:
+    """The pip requirements of envs/<name>.yaml, in order."""
+    import yaml
+
+    env = yaml.safe_load((REPO / "envs" / f"{name}.yaml").read_text())
+    return next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+
+
 @pytest.fixture(scope="session")
 def reference() -> Path:
     if not REFERENCE.is_dir():

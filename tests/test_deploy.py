@@ -11,18 +11,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
+from conftest import env_pip
 from workflow_helpers import (MACHINES, REPO, SMALL_DEMO, planned_jobs, snakemake, snakemake_command, venv_env,
                               write_config)
 
 pytestmark = pytest.mark.slow
 LIGHT_RULES = {"manifest", "submission", "aggregate", "report", "model_card"}  # the rules whose env is envs/data.yaml
-
-
-def env_packages(env_file: Path) -> list[str]:
-    env = yaml.safe_load(env_file.read_text())
-    return next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
 
 
 def copy_workdir(src: Path, dst: Path) -> Path:
@@ -81,7 +76,7 @@ def test_light_jobs_run_in_a_venv_built_from_the_data_env_alone(demo_run, tmp_pa
     workdir, _, _ = demo_run
     venv = tmp_path / "data env"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    packages = [os.path.expandvars(p.replace("${EAT_ASD_SOURCE}", str(REPO))) for p in env_packages(REPO / "envs" / "data.yaml")]
+    packages = [os.path.expandvars(p.replace("${EAT_ASD_SOURCE}", str(REPO))) for p in env_pip("data")]
     args = [a for p in packages for a in (p.split(" ", 1) if p.startswith("-e ") else [p])]
     pip = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", *args], capture_output=True, text=True)
     assert pip.returncode == 0, pip.stderr[-3000:]

@@ -3,9 +3,7 @@
 import re
 import tomllib
 
-import yaml
-
-from conftest import REPO
+from conftest import REPO, env_pip
 
 SOURCE_LINE = "-e ${EAT_ASD_SOURCE}"
 
@@ -23,11 +21,6 @@ def _lock() -> dict[str, str]:
     return lock
 
 
-def _env_pip(name: str) -> list[str]:
-    env = yaml.safe_load((REPO / "envs" / f"{name}.yaml").read_text())
-    return next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-
-
 def _project() -> dict:
     return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 
@@ -35,7 +28,7 @@ def _project() -> dict:
 def test_conda_envs_pin_the_lock_versions_and_install_the_package():
     lock = _lock()
     for env, extra in (("data", ""), ("torch", "[model]")):
-        pip = _env_pip(env)
+        pip = env_pip(env)
         assert pip[-1] == SOURCE_LINE + extra, f"envs/{env}.yaml must end by installing the package: {SOURCE_LINE + extra}"
         for req in pip[:-1]:
             name, _, version = req.partition("==")
@@ -46,9 +39,9 @@ def test_each_env_holds_exactly_what_its_install_declares():
     project = _project()
     base = {_name(r) for r in project["dependencies"]}
     model = {_name(r) for r in project["optional-dependencies"]["model"]}
-    assert {_name(r) for r in _env_pip("data")[:-1]} == base  # light jobs: no torch
+    assert {_name(r) for r in env_pip("data")[:-1]} == base  # light jobs: no torch
     assert "torch" not in base and "torch" in model
-    assert {_name(r) for r in _env_pip("torch")[:-1]} == base | model
+    assert {_name(r) for r in env_pip("torch")[:-1]} == base | model
 
 
 def test_lock_pins_every_dependency_at_an_allowed_version():

@@ -6,13 +6,21 @@ torch is imported inside the functions, so that settings can be validated by lig
 from __future__ import annotations
 
 import contextlib
+import functools
 
-PRECISIONS = ("auto", "float32", "bfloat16")
+
+@functools.cache
+def _precisions() -> tuple[str, ...]:
+    from .config import section_schema
+
+    return tuple(section_schema("embedding")["properties"]["precision"]["enum"])
 
 
 def check_precision(precision: str, name: str) -> None:
-    if precision not in PRECISIONS:
-        raise ValueError(f"{name} = {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    """The settings classes check precision against the schema; this guards direct callers with the same choices."""
+    choices = _precisions()
+    if precision not in choices:
+        raise ValueError(f"{name} = {precision!r}: choose one of {', '.join(choices)}")
 
 
 def default_device():
