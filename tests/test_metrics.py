@@ -199,3 +199,25 @@ def test_no_domains_uses_auc_over_all_clips():
 def test_no_labelled_clips_gives_empty_tables():
     table, means, summary, notes = dcase_metrics(frame([("fan", "00", "unknown", "unknown", 0.1)]))
     assert table.empty and np.isnan(summary["official_score"]) and means["AUC"].isna().all() and notes == []
+
+
+def test_official_score_ci95_is_the_evaluators_jackknife():
+    """The evaluator's row: mean of the jackknife 95% half-widths of the pooled AUC and pAUC,
+    recomputed here clip by clip with sklearn."""
+    import scipy.stats
+    from sklearn.metrics import roc_auc_score
+
+    from eat_asd.metrics import official_score_ci95
+
+    rng = np.random.default_rng(0)
+    n = 70
+    labels = np.where(rng.random(n) < 0.4, "anomaly", "normal")
+    scores = pd.DataFrame(dict(machine=rng.choice(["fan", "pump"], n), section="00", domain="source",
+                               label=labels, score=np.round(rng.normal(size=n) + (labels == "anomaly"), 1)))
+    y, s = (labels == "anomaly").astype(int), scores["score"].to_numpy()
+    widths = []
+    for max_fpr in (None, 0.1):
+        parts = np.array([roc_auc_score(np.delete(y, i), np.delete(s, i), max_fpr=max_fpr) for i in range(n)])
+        sigma = np.sqrt(((parts - parts.mean()) ** 2).sum() / (n * (n - 1)))
+        widths.append(abs(scipy.stats.t.ppf(0.025, n - 1)) * sigma)
+    assert official_score_ci95(scores) == pytest.approx(np.mean(widths), abs=1e-12)
