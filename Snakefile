@@ -42,6 +42,11 @@ include: "workflow/rules/report.smk"
 include: "workflow/rules/model_card.smk"
 
 
+if config["experiments"]:
+
+    include: "workflow/rules/experiments.smk"
+
+
 rule all:
     default_target: True
     input:

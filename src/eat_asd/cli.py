@@ -194,6 +194,22 @@ def cmd_report(args):
     report(_tables(args), args.plots, config, args.out, args.results_dir, args.training_summary, args.features)
 
 
+def cmd_fuse(args):
+    from .stages import fuse
+
+    if len(args.scores) != len(args.infos):
+        raise SystemExit("fuse: give one --infos file per --scores file, in the same order")
+    fuse(args.scores, args.infos, args.threshold_quantile, args.out, args.info)
+
+
+def cmd_compare(args):
+    from .stages import compare
+
+    table = compare(json.loads(args.runs_json), args.reference, args.bootstrap, args.table, args.plot, args.html,
+                    json.loads(args.run_tables_json or "{}"), args.seed)
+    print(table[(table["machine_type"] == "all") & (table["statistic"] == "official score")].to_string(index=False))
+
+
 def cmd_model_card(args):
     from .model_card import write_encoder_card
 
@@ -326,6 +342,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--features", nargs="*", default=[], help="feature files whose audio notes (resampling, mix-down, "
                                                               "padding of clips) the report lists")
     s.add_argument("--out", required=True, help="HTML file to write")
+
+    s = add("fuse", cmd_fuse, "a score-level ensemble of one machine type's score tables (each normalised on its training clips)")
+    s.add_argument("--scores", nargs="+", required=True, help="the members' score tables of one machine type (from `score`)")
+    s.add_argument("--infos", nargs="+", required=True, help="their JSON files (from `score`): training scores and sections")
+    s.add_argument("--threshold-quantile", type=float, default=0.9, help="quantile of the gamma fitted to the fused training scores")
+    s.add_argument("--out", required=True, help="fused score table to write (CSV)")
+    s.add_argument("--info", required=True, help="JSON to write: threshold, members, training scores")
+
+    s = add("compare", cmd_compare, "compare variants over seeds: means, bootstrap intervals, paired differences")
+    s.add_argument("--runs-json", required=True, help='JSON {variant: {seed: [score tables of every machine type]}}')
+    s.add_argument("--reference", required=True, help="the variant the others are compared with")
+    s.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates")
+    s.add_argument("--seed", type=int, default=0, help="seed of the bootstrap draws")
+    s.add_argument("--table", nargs=2, metavar=("CSV", "MD"), required=True, help="comparison table to write")
+    s.add_argument("--plot", required=True, help="comparison plot to write (PNG)")
+    s.add_argument("--html", required=True, help="experiments page to write (HTML)")
+    s.add_argument("--run-tables-json", help="JSON {run name: its result table}, linked from the page")
 
     s = add("model-card", cmd_model_card, "the fine-tuned encoder's model card (README.md) from the run's tables")
     s.add_argument("--summary", required=True, help="tables/summary.json")

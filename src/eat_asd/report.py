@@ -261,3 +261,55 @@ def html_report(out: str | Path, auroc: pd.DataFrame, dcase: pd.DataFrame, means
                                                 for name, t in links.items()) + "</ul>")
     parts.append("<h2>Configuration</h2><pre>" + html.escape(yaml.safe_dump(config, sort_keys=False)) + "</pre></body></html>")
     write_text(out, "\n".join(parts))
+
+
+# ----------------------------------------------------------------------------- experiments
+
+
+def plot_comparison(table: pd.DataFrame, path: str | Path, reference: str, statistic: str = "official score") -> None:
+    """One panel per machine type (and all together): the statistic's seed mean per variant with its
+    bootstrap interval, the reference variant's mean as a dashed line."""
+    plt = _figure()
+    rows = table[table["statistic"] == statistic]
+    panels = ["all"] + sorted(set(rows["machine_type"]) - {"all"})
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels) + 1, 3.6), squeeze=False, sharey=True)
+    for ax, panel in zip(axes[0], panels):
+        part = rows[rows["machine_type"] == panel].reset_index(drop=True)
+        x = np.arange(len(part))
+        ax.errorbar(x, part["mean"], yerr=[part["mean"] - part["ci_low"], part["ci_high"] - part["mean"]],
+                    fmt="o", capsize=4)
+        ref = part.loc[part["variant"] == reference, "mean"]
+        if len(ref):
+            ax.axhline(float(ref.iloc[0]), color="grey", linestyle="--", linewidth=0.8)
+        ax.set_xticks(x, part["variant"], rotation=30, ha="right")
+        ax.set_title(panel)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(statistic)
+    fig.suptitle(f"{statistic}: mean over seeds with its 95% bootstrap interval; dashed: {reference}", fontsize=10)
+    _save(fig, path)
+
+
+def experiments_html(out: str | Path, table: pd.DataFrame, plot: str | Path, reference: str, seeds: list[int],
+                     n_boot: int, runs: dict[str, dict[str, str]]) -> None:
+    """The experiments page: the comparison table, its plot and links to every run's tables."""
+    shown = table.copy()
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>eat-asd experiments</title><style>",
+        "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1400px;color:#222}"
+        ".scroll{overflow-x:auto}table.t{border-collapse:collapse;margin:.5em 0}"
+        "table.t td,table.t th{border:1px solid #ccc;padding:3px 8px;text-align:right}table.t th{background:#f0f0f0}"
+        "img{max-width:100%}",
+        "</style></head><body><h1>Experiments: variants × seeds</h1>",
+        f"<p>Seeds {html.escape(', '.join(map(str, seeds)))}; reference variant <b>{html.escape(reference)}</b>. "
+        "mean, std: over seeds. ci: 95% bootstrap interval of the seed mean, test clips resampled within each "
+        f"section, domain and label ({n_boot} replicates). diff: the variant's mean minus the reference's, with the "
+        "paired bootstrap interval (the same resampled clips for both); an interval that excludes 0 is a difference "
+        "beyond the resampling noise of the test set and the seeds run.</p>",
+        _img(Path(plot)),
+        "<div class='scroll'>" + _html_table(shown) + "</div>",
+        "<h2>Runs</h2><ul>",
+    ]
+    for name, target in runs.items():
+        parts.append(f"<li><a href='{html.escape(link_target(target, out))}'>{html.escape(name)}</a></li>")
+    parts.append("</ul></body></html>")
+    write_text(out, "\n".join(parts))

@@ -154,7 +154,8 @@ def score(embeddings_path: str | Path, manifest_paths: list[str | Path], setting
     bank_machines = sorted({machine, *([] if other_meta is None else other_meta["machine"].astype(str))})
     write_json(info_out, dict(machine=machine, threshold=threshold, settings=asdict(settings), k_used=k_used,
                               n_bank=len(bank_meta) + (0 if other_meta is None else len(other_meta)), bank_machines=bank_machines,
-                              n_test=len(test_meta), train_scores=[float(s) for s in train_scores]))
+                              n_test=len(test_meta), train_scores=[float(s) for s in train_scores],
+                              train_sections=[str(s) for s in bank_meta["section"]]))
     if roc_out is not None:
         plot_roc(table, roc_out, f"{machine}: ROC (k={k_used['test']})")
     if histogram_out is not None:
@@ -268,3 +269,35 @@ def report(tables: Tables, plot_paths: list[str | Path], config: dict, out: str 
         training.pop("settings", None)
     notes = summary.get("notes", []) + [f"features changed the clips of {line}" for line in changed_summaries(feature_paths)]
     html_report(out, auroc, dcase, means, decisions, summary, notes, plots, config, links, training)
+
+
+def fuse(score_paths: list[str | Path], info_paths: list[str | Path], threshold_quantile: float, scores_out: str | Path,
+         info_out: str | Path) -> pd.DataFrame:
+    """A score-level ensemble of one machine type's member score tables (see eat_asd.fusion)."""
+    from .fusion import fuse as fuse_members
+
+    members = [(read_scores(s), json.loads(Path(i).read_text())) for s, i in zip(score_paths, info_paths)]
+    table, threshold, train_scores = fuse_members(members, threshold_quantile)
+    write_csv(scores_out, table, float_format="%.9g")
+    first = members[0][1]
+    write_json(info_out, dict(machine=first["machine"], threshold=threshold, members=[str(p) for p in score_paths],
+                              threshold_quantile=threshold_quantile, n_test=len(table),
+                              train_scores=[float(s) for s in train_scores], train_sections=first["train_sections"]))
+    return table
+
+
+def compare(runs: dict[str, dict[str, list[str]]], reference: str, n_boot: int, table_out: tuple[str | Path, str | Path],
+            plot_out: str | Path, html_out: str | Path, run_tables: dict[str, str], seed: int = 0) -> pd.DataFrame:
+    """The comparison of every variant with the reference over seeds (see eat_asd.compare): table as
+    CSV and Markdown, plot, and an HTML page linking each run's tables (`run_tables`: name -> file)."""
+    from .compare import compare_runs
+    from .report import experiments_html, plot_comparison, write_table
+
+    tables = {variant: {s: pd.concat([read_scores(p) for p in paths], ignore_index=True) for s, paths in seeds.items()}
+              for variant, seeds in runs.items()}
+    table = compare_runs(tables, reference, n_boot=n_boot, seed=seed)
+    write_table(table, *table_out)
+    plot_comparison(table, plot_out, reference)
+    seeds = sorted({int(s) for v in runs.values() for s in v})
+    experiments_html(html_out, table, plot_out, reference, seeds, n_boot, run_tables)
+    return table
