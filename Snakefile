@@ -44,6 +44,7 @@ include: "workflow/rules/model_card.smk"
 
 if config["experiments"]:
 
+    include: "workflow/rules/experiments_common.smk"
     include: "workflow/rules/experiments.smk"
 
 

@@ -52,10 +52,12 @@ def test_the_comparison_table_plot_and_page(grid_run):
     assert "data:image/png;base64," in page and "href='runs/k2/seed_1/tables/dcase_metrics.md'" in page
 
 
-def test_unchanged_grid_reruns_nothing(grid_run):
+def test_unchanged_grid_reruns_nothing_and_lints_clean(grid_run):
     workdir, _ = grid_run
     out = snakemake(workdir, "-n", config_file="grid.yaml")
     assert "Nothing to be done" in out.stdout + out.stderr
+    lint = snakemake(workdir, "--lint", config_file="grid.yaml")
+    assert "Congratulations, your workflow is in a good condition!" in lint.stdout + lint.stderr
 
 
 def test_a_scoring_only_variant_runs_no_training_and_no_embedding(grid_run):

@@ -1,117 +1,7 @@
 # Experiments (config key `experiments`): every variant x seed as its own chain of jobs, each job
-# named by the key of what it reads and the settings that change its result (eat_asd.experiments),
-# so runs that coincide in a step share its job. The jobs are the one-run rules with other paths
-# and settings (`use rule ... with`); the comparison of the variants closes the grid.
-
-import json
-
-from eat_asd.experiments import digest, plan_experiments
-from eat_asd.plan import check_banks
-
-X = f"{R}/experiments"
-
-try:
-    EXP = plan_experiments(
-        config,
-        MACHINES,
-        TRAIN_MACHINES,
-        check=lambda variant: [check_banks(p, variant) for p in PLAN.values()],
-    )
-except EatAsdError as err:
-    raise WorkflowError(str(err)) from None
-
-
-wildcard_constraints:
-    fkey=r"[0-9a-f]{12}",
-    tkey=r"[0-9a-f]{12}",
-    ekey=r"[0-9a-f]{12}",
-    skey=r"[0-9a-f]{12}",
-    ukey=r"[0-9a-f]{12}",
-    variant="|".join(EXP.variants),
-    seed=r"\d+",
-
-
-def exp_training_dir(tkey):
-    return f"{X}/train/{tkey}"
-
-
-# variants with the config's feature settings use the one-run feature files
-BASE_FEATURES = digest(feature_values(config))
-
-
-def exp_features_file(fkey, machine, part):
-    if fkey == BASE_FEATURES:
-        return f"{R}/features/{machine}.{part}.safetensors"
-    return f"{X}/features/{fkey}/{machine}.{part}.safetensors"
-
-
-def exp_embeddings_file(ekey):
-    return f"{X}/embed/{ekey}/{EXP.embeddings[ekey].machine}.npz"
-
-
-def exp_scores_file(variant, seed, machine, ext="csv"):
-    """The score table (or its JSON) a run uses for a machine type: its scoring's, or its fusion's."""
-    kind, key = EXP.scores[(variant, int(seed), machine)]
-    return f"{X}/{kind}/{key}/{machine}.{ext}"
-
-
-def exp_run_dir(variant, seed):
-    return f"{X}/runs/{variant}/seed_{seed}"
-
-
-def get_exp_training_features(wildcards):
-    fkey = EXP.trainings[wildcards.tkey].features_key
-    return [exp_features_file(fkey, m, "train") for m in TRAIN_MACHINES]
-
-
-def get_exp_encoder_file(name):
-    def get(wildcards):
-        tkey = EXP.embeddings[wildcards.ekey].training
-        return f"{exp_training_dir(tkey)}/encoder/{name}"
-
-    return get
-
-
-def get_exp_embed_features(wildcards):
-    fkey = EXP.trainings[EXP.embeddings[wildcards.ekey].training].features_key
-    return [exp_features_file(fkey, wildcards.machine, p) for p in PARTS]
-
-
-def get_exp_bank_files(kind):
-    """With scoring.bank_split = all: the other machine types' embeddings (or training manifests)."""
-
-    def get(wildcards):
-        others = EXP.scorings[wildcards.skey].bank_embeddings
-        if kind == "embeddings":
-            return [exp_embeddings_file(k) for k in others]
-        return [f"{R}/manifests/{EXP.embeddings[k].machine}.train.csv" for k in others]
-
-    return get
-
-
-def get_exp_fuse_members(ext):
-    def get(wildcards):
-        return [
-            f"{X}/{kind}/{key}/{wildcards.machine}.{ext}"
-            for kind, key in EXP.fusions[wildcards.ukey].members
-        ]
-
-    return get
-
-
-def get_exp_run_files(ext):
-    def get(wildcards):
-        return [exp_scores_file(wildcards.variant, wildcards.seed, m, ext) for m in MACHINES]
-
-    return get
-
-
-def exp_runs():
-    """{variant: {seed: [score tables]}}: what the comparison reads."""
-    return {
-        v: {str(s): [exp_scores_file(v, s, m) for m in MACHINES] for s in EXP.seeds}
-        for v in EXP.variants
-    }
+# named by the key of what it reads and the settings that change its result, so runs that coincide
+# in a step share its job. The jobs are the one-run rules with other paths and settings
+# (`use rule ... with`); the comparison of the variants closes the grid.
 
 
 use rule features as exp_features with:
@@ -124,9 +14,7 @@ use rule features as exp_features with:
     params:
         settings=lambda wc: as_json(
             next(
-                t.features
-                for t in EXP.trainings.values()
-                if t.features_key == wc.fkey
+                t.features for t in EXP.trainings.values() if t.features_key == wc.fkey
             )
         ),
         batch=config["features"]["batch_size"],
@@ -234,9 +122,7 @@ use rule aggregate as exp_aggregate with:
 rule exp_compare:
     input:
         scores=[f for seeds in exp_runs().values() for fs in seeds.values() for f in fs],
-        tables=[
-            f"{exp_run_dir(v, s)}/tables/dcase_metrics.md" for v, s in EXP.runs()
-        ],
+        tables=[f"{exp_run_dir(v, s)}/tables/dcase_metrics.md" for v, s in EXP.runs()],
     output:
         table=report(
             f"{X}/comparison.csv",
