@@ -52,11 +52,13 @@ def test_demo_through_slurm_profile_equals_local_run(cluster, tmp_path):
     dry = snakemake(cluster_dir, "-n", "--profile", str(REPO / "slurm"))
     jobs = planned_jobs(dry.stdout)
     t0 = time.time()
-    run = snakemake(cluster_dir, "--profile", str(REPO / "slurm"), "--jobs", "4",
-                    "--set-resources", "train_encoder:gpu=0", "train_encoder:cpus_per_task=2", "train_encoder:mem_mb=4000",
-                    "features:mem_mb=2000", "embed:mem_mb=2000", "score:mem_mb=2000", "--set-threads", "train_encoder=2",
-                    "--default-resources", "mem_mb=2000", "cpus_per_task=1", "runtime=30",
-                    "--slurm-init-seconds-before-status-checks", "2",
+    cluster_options = ["--set-resources", "train_encoder:gpu=0", "train_encoder:cpus_per_task=2", "train_encoder:mem_mb=4000",
+                       "features:mem_mb=2000", "embed:mem_mb=2000", "score:mem_mb=2000",
+                       "exp_train_encoder:gpu=0", "exp_train_encoder:cpus_per_task=2", "exp_train_encoder:mem_mb=4000",
+                       "--set-threads", "train_encoder=2", "exp_train_encoder=2",
+                       "--default-resources", "mem_mb=2000", "cpus_per_task=1", "runtime=30",
+                       "--slurm-init-seconds-before-status-checks", "2"]
+    run = snakemake(cluster_dir, "--profile", str(REPO / "slurm"), "--jobs", "4", *cluster_options,
                     "--slurm-logdir", str(cluster_dir / "slurm_logs"), "--slurm-keep-successful-logs")
     slurm_seconds = time.time() - t0
     text = run.stdout + run.stderr
@@ -86,3 +88,14 @@ def test_demo_through_slurm_profile_equals_local_run(cluster, tmp_path):
         assert (a["score"] - b["score"]).abs().max() < 1e-6 and a["decision"].tolist() == b["decision"].tolist()
     assert pd.read_csv(local / "results" / "tables" / "auroc.csv").equals(pd.read_csv(cluster_dir / "results" / "tables" / "auroc.csv"))
     (tmp_path / "timing.txt").write_text(f"local {local_seconds:.1f} s\nslurm {slurm_seconds:.1f} s\n")
+
+    # an experiments grid (a scoring-only variant beside the base) on the same runs: the same comparison
+    grid = {"seeds": [1], "reference": "base", "bootstrap": 50, "variants": {"base": {}, "k2": {"scoring": {"k": 2}}}}
+    for d in (local, cluster_dir):
+        write_config(d, "grid.yaml", experiments=grid)
+    snakemake(local, "--cores", "2", config_file="grid.yaml")
+    snakemake(cluster_dir, "--profile", str(REPO / "slurm"), "--jobs", "4", *cluster_options, config_file="grid.yaml")
+    a = pd.read_csv(local / "results" / "experiments" / "comparison.csv")
+    b = pd.read_csv(cluster_dir / "results" / "experiments" / "comparison.csv")
+    pd.testing.assert_frame_equal(a, b, atol=1e-6)
+    assert set(a["variant"]) == {"base", "k2"}
