@@ -221,3 +221,53 @@ def test_slurm_profile_groups_the_small_jobs(demo_run):
     assert jobs["manifest"] == jobs["features"] == 2 * len(MACHINES)
     groups = {line.split("Group job")[1].split()[0] for line in text.splitlines() if "Group job" in line}
     assert groups == {f"prep_{m}" for m in MACHINES} | {f"score_{m}" for m in MACHINES} | {"summary"}, groups
+
+
+FAKE_CONDA = """#!/bin/sh
+# conda as Snakemake calls it to create envs: answers its checks, records each env file, makes the prefix
+case "$*" in
+    "--version") echo "conda 25.1.1" ;;
+    "info --json") echo '{"conda_prefix": "/opt/conda", "platform": "linux-64"}' ;;
+    "config --get channel_priority --json") echo '{"get": {"channel_priority": "strict"}}' ;;
+    "env create"*)
+        while [ $# -gt 0 ]; do
+            case "$1" in --file) cat "$2" >> "$CONDA_LOG" ;; --prefix) mkdir -p "$2/bin" ;; esac
+            shift
+        done ;;
+    "clean -y --tarballs") ;;
+    *) echo "unexpected: conda $*" >&2; exit 1 ;;
+esac
+"""
+
+
+def test_conda_env_creation_as_the_readme_gives_it_needs_no_data(tmp_path):
+    """The README's one-time `--conda-create-envs-only` command, in a checkout without any data, asks
+    conda (a stand-in here: conda is not reachable) for both envs. Before, planning stopped at
+    `data root data/dev_data: no such folder`."""
+    readme = (REPO / "README.md").read_text()
+    commands = [line.split("#")[0].split() for line in readme.splitlines()
+                if line.startswith("snakemake ") and "--conda-create-envs-only" in line]
+    assert len(commands) == 1, commands
+    checkout = tmp_path / "checkout"  # the README's command runs from the checkout: its config/ with no data
+    shutil.copytree(REPO / "config", checkout / "config")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "conda").write_text(FAKE_CONDA)
+    (fake / "conda").chmod(0o755)
+    env = {**venv_env(fake), "CONDA_LOG": str(tmp_path / "conda.log")}
+    out = subprocess.run([sys.executable, "-m", *commands[0], "--snakefile", str(REPO / "Snakefile")], cwd=checkout,
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    created = (tmp_path / "conda.log").read_text()
+    for name in ("data", "torch"):
+        assert (REPO / "envs" / f"{name}.yaml").read_text() in created, f"envs/{name}.yaml was not created"
+    assert not (checkout / "results" / "demo").exists()  # nothing ran
+
+
+def test_conda_env_creation_with_the_data_config_says_what_to_add(tmp_path):
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    out = subprocess.run([sys.executable, "-m", "snakemake", "--use-conda", "--conda-create-envs-only", "--snakefile",
+                          str(REPO / "Snakefile")], cwd=tmp_path, env=venv_env(), capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode != 0
+    assert "no such folder" in out.stderr and "add --configfile config/demo.yaml" in out.stderr

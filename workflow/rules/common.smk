@@ -18,7 +18,10 @@ try:
             config["ground_truth"], {m: p.test_sections for m, p in PLAN.items()}
         )
 except EatAsdError as err:
-    raise WorkflowError(str(err)) from None
+    hint = ""
+    if "--conda-create-envs-only" in sys.argv:
+        hint = "\nCreating the conda envs needs no data: add --configfile config/demo.yaml"
+    raise WorkflowError(str(err) + hint) from None
 
 MACHINES = list(PLAN)
 TRAIN_MACHINES = [m for m, p in PLAN.items() if p.trains_encoder]
