@@ -20,7 +20,9 @@ try:
 except EatAsdError as err:
     hint = ""
     if "--conda-create-envs-only" in sys.argv:
-        hint = "\nCreating the conda envs needs no data: add --configfile config/demo.yaml"
+        hint = (
+            "\nCreating the conda envs needs no data: add --configfile config/demo.yaml"
+        )
     raise WorkflowError(str(err) + hint) from None
 
 MACHINES = list(PLAN)
