@@ -134,6 +134,8 @@ def test_ground_truth_key_labels_the_test_clips(demo_run, tmp_path, ground_truth
     (["overrides={fann: {scoring: {k: 2}}}"], "overrides.fann: no such machine type"),
     (["scoring={k: 500}"], "scoring.k = 500: the smallest memory bank of fan"),
     (["demo=false", "data_root=results", "encoder=no_such_encoder"], "encoder = no_such_encoder: no such folder"),
+    (["results=config.yaml"], "results = config.yaml: is a file, not a folder"),
+    (["demo=false", "data_root=config.yaml"], "data_root = config.yaml: is a file, not a folder"),
 ])
 def test_bad_config_stops_before_any_job(tmp_path, override, key):
     write_config(tmp_path)
@@ -141,6 +143,24 @@ def test_bad_config_stops_before_any_job(tmp_path, override, key):
     assert out.returncode != 0
     assert key in out.stdout + out.stderr
     assert not (tmp_path / "results").exists() and not (tmp_path / "demo").exists()
+
+
+def test_a_file_as_results_is_named_in_a_dry_run_without_a_traceback(tmp_path):
+    """Before: a traceback from the clip hash cache's write (clip_digest.save), naming no setting."""
+    for i in range(6):  # real data, as far as planning reads it: names (and bytes, for the hash cache)
+        clip = tmp_path / "data" / "fan" / "train" / f"section_00_source_train_normal_{i:04d}_a_1.wav"
+        clip.parent.mkdir(parents=True, exist_ok=True)
+        clip.write_bytes(b"x")
+    (tmp_path / "data" / "fan" / "test").mkdir()
+    (tmp_path / "data" / "fan" / "test" / "section_00_source_test_anomaly_0000_a_1.wav").write_bytes(b"x")
+    (tmp_path / "encoder").mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (tmp_path / "encoder" / name).write_text("{}")
+    write_config(tmp_path, results="config.yaml", demo=None, data_root="data", encoder="encoder")
+    out = snakemake(tmp_path, "-n", check=False)
+    text = out.stdout + out.stderr
+    assert out.returncode != 0 and "results = config.yaml: is a file, not a folder" in text
+    assert "Traceback" not in text and "clip_digest" not in text
 
 
 def test_unseen_dcase2020_folder_with_a_local_encoder(tmp_path, reference):
