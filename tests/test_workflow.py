@@ -206,6 +206,26 @@ def test_unseen_dcase2020_folder_with_a_local_encoder(tmp_path, reference):
     config = ["--config", "demo=false", f"data_root={root}", f"encoder={encoder}", "features={target_frames: 48}",
               "train={epochs: 2}", "results=out"]
     assert "Nothing to be done" in snakemake(tmp_path, "-n", *config).stdout
+
+    # the data set copied elsewhere (new modification times, a space in the path), the old copy removed,
+    # and both batch sizes changed: nothing is stale. Before, the manifests reran (data_root and the
+    # clips' paths were tracked) and everything after them, training included; a batch size reran
+    # the features (and so training) or the embeddings.
+    scores = {m: pd.read_csv(out / "scores" / f"{m}.csv") for m in ("slider", "valve")}
+    moved = tmp_path / "moved data" / "dcase2020"
+    shutil.copytree(root, moved, copy_function=shutil.copy)
+    shutil.rmtree(root)
+    root = moved
+    config = ["--config", "demo=false", f"data_root={root}", f"encoder={encoder}", "features={target_frames: 48}",
+              "train={epochs: 2}", "results=out"]
+    assert "Nothing to be done" in snakemake(tmp_path, "-n", *config).stdout
+    batches = [*config[:4], "features={target_frames: 48, batch_size: 3}", *config[5:], "embedding={batch_size: 5}"]
+    assert "Nothing to be done" in snakemake(tmp_path, "-n", *batches).stdout
+    # the jobs that read clips find them at the new path, and the scores stay the same
+    run = snakemake(tmp_path, "--cores", "2", *batches, "--forcerun", "out/features/valve.test.safetensors")
+    assert "rule embed:" in run.stdout + run.stderr and "rule train_encoder:" not in run.stdout + run.stderr
+    for m, frame in scores.items():
+        assert pd.read_csv(out / "scores" / f"{m}.csv").equals(frame), m
     clip = root / "valve" / "test" / "anomaly_id_04_00000001.wav"
     stat = clip.stat()
     data, sr = sf.read(clip)

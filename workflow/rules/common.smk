@@ -56,13 +56,27 @@ def pretrained_encoder_files():
     ]
 
 
+def untracked(value):
+    """A param Snakemake does not record: it skips params computed from a job's resources, taking their
+    changes to show in the resources. For what only says where the clips lie or how many a job handles
+    at once (data_root, the batch sizes): a moved data set or another batch size reruns nothing.
+    """
+    return lambda wildcards, resources: value(wildcards) if callable(value) else value
+
+
 # Params computed from wildcards alone, so Snakemake reruns exactly the machine whose settings changed.
 def clip_contents(wildcards):
     return PLAN[wildcards.machine].content.get(wildcards.part, "")
 
 
+def embedding_settings(wildcards):
+    return machine_settings(config, wildcards.machine, "embedding")
+
+
 def embedding_params(wildcards):
-    return as_json(machine_settings(config, wildcards.machine, "embedding"))
+    """What changes the embeddings: every embedding setting but the batch size (passed untracked)."""
+    settings = embedding_settings(wildcards)
+    return as_json({k: v for k, v in settings.items() if k != "batch_size"})
 
 
 def scoring_params(wildcards):
