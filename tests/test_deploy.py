@@ -37,6 +37,11 @@ def assert_same_scores(a: dict, b: dict) -> None:
         assert a[m]["decision"].tolist() == b[m]["decision"].tolist()
 
 
+def rules_run(out) -> set[str]:
+    return {line.split()[1].rstrip(":") for line in (out.stdout + out.stderr).splitlines()
+            if line.startswith(("rule ", "localrule "))}
+
+
 def test_light_rules_use_the_data_env():
     for path in sorted((REPO / "workflow" / "rules").glob("*.smk")):
         text = path.read_text()
@@ -88,9 +93,7 @@ def test_light_jobs_run_in_a_venv_built_from_the_data_env_alone(demo_run, tmp_pa
     for path in ("tables", "submission", "report.html", "encoder/encoder/README.md"):
         target = work / "results" / path
         shutil.rmtree(target) if target.is_dir() else target.unlink()
-    run = snakemake(work, "--cores", "2", env=venv_env(venv / "bin"))
-    ran = {line.split()[1].rstrip(":") for line in (run.stdout + run.stderr).splitlines()
-           if line.startswith(("rule ", "localrule "))}
+    ran = rules_run(snakemake(work, "--cores", "2", env=venv_env(venv / "bin")))
     assert ran and ran <= LIGHT_RULES | {"all"}, ran
     assert (work / "results" / "tables" / "auroc.csv").read_text() == expected_tables
     assert (work / "results" / "report.html").is_file()
@@ -141,9 +144,32 @@ def test_kill_9_during_training_then_a_plain_rerun_completes_with_the_same_score
     assert_same_scores(scores_of(reference), scores_of(killed))
 
 
-def test_module_in_a_path_with_spaces_and_shell_characters(demo_run, tmp_path):
-    """Another workflow imports this one as a module; its results folder name holds a space and $(...)."""
+def git_source(repo: Path) -> tuple[Path, str]:
+    """A git repository at `repo` holding the working tree (its workflow and config files, committed or
+    not) at a commit of this test's making, tagged: what a module's git source or snakedeploy fetches.
+    The workflow files are then removed from its work tree, so that they come from the commit alone.
+    Returns (repository, tag)."""
+    subprocess.run(["git", "clone", "--quiet", str(REPO), str(repo)], check=True)
+    for path in ("Snakefile", "workflow", "config", "envs", "profiles", "LICENSE", ".gitignore"):
+        shutil.rmtree(repo / path) if (repo / path).is_dir() else (repo / path).unlink(missing_ok=True)
+        (shutil.copytree if (REPO / path).is_dir() else shutil.copy2)(REPO / path, repo / path)
+    git = ["git", "-C", str(repo), "-c", "user.name=test", "-c", "user.email=test@example.org"]
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "--quiet", "--allow-empty", "-m", "the working tree"], check=True)
+    subprocess.run([*git, "tag", "v-test"], check=True)
+    shutil.rmtree(repo / "workflow")
+    (repo / "Snakefile").unlink()
+    return repo, "v-test"
+
+
+def test_module_from_a_git_source_in_a_path_with_spaces_and_shell_characters(demo_run, tmp_path):
+    """Another workflow imports this one as a module from a git source at the catalog's path
+    (workflow/Snakefile, as github(...) would fetch it); its results folder name holds a space and $(...).
+    The run warns of no localrules, and its Snakemake report builds. Before, the includes resolved to
+    /workflow/rules/... in the repository (no such file), localrules named rules absent under the
+    prefix, and the report stopped at 'dict object' has no attribute 'scoring'."""
     workdir, _, _ = demo_run
+    repo, tag = git_source(tmp_path / "origin")
     project = tmp_path / "my project"
     project.mkdir()
     write_config(project, results="out dir $(touch PWNED)")
@@ -153,14 +179,16 @@ configfile: "config.yaml"
 
 module eat_asd:
     snakefile:
-        {str(REPO / "Snakefile")!r}
+        gitfile({str(repo)!r}, path="workflow/Snakefile", tag={tag!r})
     config:
         config
 
 
 use rule * from eat_asd as eat_asd_*
 ''')
-    snakemake(project, "--cores", "2", snakefile=project / "Snakefile")
+    run = snakemake(project, "--cores", "2", snakefile=project / "Snakefile")
+    assert "localrules" not in run.stdout + run.stderr
+    assert "eat_asd_train_encoder" in rules_run(run)
     assert not list(tmp_path.rglob("PWNED")) and not Path("PWNED").exists()
     results = project / "out dir $(touch PWNED)"
     for m in MACHINES:
@@ -168,6 +196,41 @@ use rule * from eat_asd as eat_asd_*
         b = pd.read_csv(results / "scores" / f"{m}.csv")
         assert (a["score"] - b["score"]).abs().max() < 1e-6
     assert (results / "report.html").is_file()
+    snakemake(project, "--report", "snakemake report.html", snakefile=project / "Snakefile")
+    page = (project / "snakemake report.html").read_text()
+    assert "Anomalous machine sound detection" in page
+
+
+SNAKEDEPLOY = "snakedeploy==0.17.1"
+
+
+def test_snakedeploy_deploys_the_module_from_a_git_url(tmp_path):
+    """`snakedeploy deploy-workflow <git URL> <dest> --tag ...` (from PyPI, into a venv beside this one):
+    a small deployment (config/, profiles/, LICENSE and a Snakefile, nothing of a checkout's .venv)
+    whose module loads workflow/Snakefile and plans the demo. Before, the module named the deployed
+    Snakefile itself (Snakefile at the root), a KeyError. The URL's host part picks snakedeploy's
+    GitHub provider; the deployed github(...) is then pointed at the same repository on disk, as
+    this test has no GitHub."""
+    repo, tag = git_source(tmp_path / "github.com" / "owner" / "eat-asd")
+    venv = tmp_path / "deploy venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    pip = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", SNAKEDEPLOY],
+                         capture_output=True, text=True)
+    assert pip.returncode == 0, pip.stderr[-3000:]
+    dest = tmp_path / "deployed"
+    out = subprocess.run([str(venv / "bin" / "snakedeploy"), "deploy-workflow", f"file://{repo}", str(dest), "--tag", tag],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    snakefile = (dest / "workflow" / "Snakefile").read_text()
+    assert f'github("owner/eat-asd", path="workflow/Snakefile", tag="{tag}")' in snakefile, snakefile
+    assert (dest / "config" / "config.yaml").is_file() and (dest / "profiles" / "default").is_dir()
+    assert not (dest / ".venv").exists() and sum(f.stat().st_size for f in dest.rglob("*") if f.is_file()) < 1_000_000
+    offline = snakefile.replace('github("owner/eat-asd",', f"gitfile({str(repo)!r},")
+    (dest / "workflow" / "Snakefile").write_text(offline)
+    plan = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", "config/demo.yaml"], cwd=dest,
+                          env=venv_env(), capture_output=True, text=True, timeout=300)
+    assert plan.returncode == 0, plan.stdout[-3000:] + plan.stderr[-3000:]
+    assert planned_jobs(plan.stdout + plan.stderr)["train_encoder"] == 1
 
 
 def test_a_second_run_into_a_locked_results_folder_stops(tmp_path):
@@ -221,3 +284,53 @@ def test_slurm_profile_groups_the_small_jobs(demo_run):
     assert jobs["manifest"] == jobs["features"] == 2 * len(MACHINES)
     groups = {line.split("Group job")[1].split()[0] for line in text.splitlines() if "Group job" in line}
     assert groups == {f"prep_{m}" for m in MACHINES} | {f"score_{m}" for m in MACHINES} | {"summary"}, groups
+
+
+FAKE_CONDA = """#!/bin/sh
+# conda as Snakemake calls it to create envs: answers its checks, records each env file, makes the prefix
+case "$*" in
+    "--version") echo "conda 25.1.1" ;;
+    "info --json") echo '{"conda_prefix": "/opt/conda", "platform": "linux-64"}' ;;
+    "config --get channel_priority --json") echo '{"get": {"channel_priority": "strict"}}' ;;
+    "env create"*)
+        while [ $# -gt 0 ]; do
+            case "$1" in --file) cat "$2" >> "$CONDA_LOG" ;; --prefix) mkdir -p "$2/bin" ;; esac
+            shift
+        done ;;
+    "clean -y --tarballs") ;;
+    *) echo "unexpected: conda $*" >&2; exit 1 ;;
+esac
+"""
+
+
+def test_conda_env_creation_as_the_readme_gives_it_needs_no_data(tmp_path):
+    """The README's one-time `--conda-create-envs-only` command, in a checkout without any data, asks
+    conda (a stand-in here: conda is not reachable) for both envs. Before, planning stopped at
+    `data root data/dev_data: no such folder`."""
+    readme = (REPO / "README.md").read_text()
+    commands = [line.split("#")[0].split() for line in readme.splitlines()
+                if line.startswith("snakemake ") and "--conda-create-envs-only" in line]
+    assert len(commands) == 1, commands
+    checkout = tmp_path / "checkout"  # the README's command runs from the checkout: its config/ with no data
+    shutil.copytree(REPO / "config", checkout / "config")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "conda").write_text(FAKE_CONDA)
+    (fake / "conda").chmod(0o755)
+    env = {**venv_env(fake), "CONDA_LOG": str(tmp_path / "conda.log")}
+    out = subprocess.run([sys.executable, "-m", *commands[0], "--snakefile", str(REPO / "Snakefile")], cwd=checkout,
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    created = (tmp_path / "conda.log").read_text()
+    for name in ("data", "torch"):
+        assert (REPO / "envs" / f"{name}.yaml").read_text() in created, f"envs/{name}.yaml was not created"
+    assert not (checkout / "results" / "demo").exists()  # nothing ran
+
+
+def test_conda_env_creation_with_the_data_config_says_what_to_add(tmp_path):
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    out = subprocess.run([sys.executable, "-m", "snakemake", "--use-conda", "--conda-create-envs-only", "--snakefile",
+                          str(REPO / "Snakefile")], cwd=tmp_path, env=venv_env(), capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode != 0
+    assert "no such folder" in out.stderr and "add --configfile config/demo.yaml" in out.stderr

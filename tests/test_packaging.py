@@ -51,3 +51,68 @@ def test_lock_pins_every_dependency_at_an_allowed_version():
     for req in reqs:
         assert _name(req) in lock, f"{req} is not pinned in requirements.lock"
     assert lock["torch"] == lock["torchaudio"] == "2.11.0"
+
+
+def _oldest_python() -> str:
+    """The oldest Python the project claims, from pyproject.toml's requires-python (">=X.Y")."""
+    claim = _project()["requires-python"]
+    assert re.fullmatch(r">=\d+\.\d+", claim), f"requires-python = {claim!r}: expected >=X.Y"
+    return claim[2:]
+
+
+def test_every_locked_package_supports_the_oldest_python_claimed():
+    """Each pinned package's own Requires-Python (from the metadata of its installed distribution, as
+    pip reads it from the wheel: offline) admits the oldest Python that pyproject.toml and the README
+    claim, so the quick start on that Python installs the lock as it is."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    from packaging.specifiers import SpecifierSet
+
+    oldest = _oldest_python()
+    refused = {}
+    for name, version in _lock().items():
+        try:
+            meta = distribution(name).metadata
+        except PackageNotFoundError:
+            raise AssertionError(f"{name}=={version} of requirements.lock is not installed here") from None
+        assert meta["Version"] == version, f"{name}: {meta['Version']} installed, the lock pins {version}"
+        spec = meta.get("Requires-Python")
+        if spec and not SpecifierSet(spec).contains(oldest + ".0"):
+            refused[f"{name}=={version}"] = spec
+    assert not refused, f"pyproject.toml claims Python {oldest}+, but these pins need more: {refused}"
+
+
+def test_readme_and_quickstart_state_the_same_oldest_python():
+    oldest = _oldest_python()
+    assert f"`python3` ({oldest}+;" in (REPO / "README.md").read_text()
+    # the quick start reads it from pyproject.toml rather than a second copy
+    assert "requires-python" in (REPO / "scripts" / "quickstart.sh").read_text()
+
+
+def test_quickstart_names_the_python_it_needs_when_it_finds_an_older_one(tmp_path):
+    """A python3 on PATH that reports 3.10 (Ubuntu 22.04's): the quick start stops at once, before
+    making a venv or calling pip, and says which Python it needs and how to point it at one."""
+    import subprocess
+
+    oldest = _oldest_python()
+    major, minor = map(int, oldest.split("."))
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "python3").write_text(f"#!/bin/sh\necho {major}.{minor - 1}\n")
+    (fake / "python3").chmod(0o755)
+    venv = tmp_path / "venv"
+    env = {**__import__("os").environ, "PATH": f"{fake}:/usr/bin:/bin", "EAT_ASD_VENV": str(venv)}
+    env.pop("PYTHON", None)
+    out = subprocess.run(["bash", str(REPO / "scripts" / "quickstart.sh"), "setup"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert f"needs Python {oldest} or newer" in out.stderr and f"is Python {major}.{minor - 1}" in out.stderr
+    assert "PYTHON=python" in out.stderr
+    assert not venv.exists()
+    # the same check for a venv left by an older Python
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").write_text(f"#!/bin/sh\necho {major}.{minor - 1}\n")
+    (venv / "bin" / "python").chmod(0o755)
+    out = subprocess.run(["bash", str(REPO / "scripts" / "quickstart.sh"), "setup"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and f"the existing {venv} is Python {major}.{minor - 1}" in out.stderr

@@ -125,3 +125,16 @@ def test_demo_plans_before_its_data_and_encoder_exist(tmp_path):
     assert list(plans) == ["fan", "gearbox", "pump"] and not (tmp_path / "not_yet").exists()
     with pytest.raises(ConfigError, match="scoring.k = 100: the smallest memory bank of fan"):
         plan_workflow({**cfg, "scoring": {**cfg["scoring"], "k": 100}})
+
+
+@pytest.mark.parametrize("key", ["results", "data_root"])
+@pytest.mark.parametrize("below", [False, True])
+def test_a_file_where_a_folder_setting_points_is_named(tmp_path, key, below):
+    """Before: results on a file ended in a traceback from the clip hash cache's write (even with -n);
+    data_root on a file said "no such folder"."""
+    a_file = tmp_path / "a file"
+    a_file.write_text("not a folder")
+    value = str(a_file / "sub" if below else a_file)
+    cfg = config(tmp_path, **{key: value})
+    with pytest.raises(ConfigError, match=rf"^{key} = {value}: (is a file|is below {a_file}, which is a file), not a folder"):
+        plan_workflow(cfg, hash_cache=f"{cfg['results']}/.clip-hashes.json")

@@ -176,3 +176,20 @@ def test_score_machine_says_which_k_small_banks_allowed(caplog):
     assert "scoring.k = 3 is more than the smallest memory bank gives" in caplog.text
     _, _, _, k_used = score_machine(train, tm, test, qm, ScoreSettings(k=3))
     assert k_used == {"test": 3, "threshold": 3}
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_embedding_batch_size_changes_no_embedding_on_the_cpu(precision):
+    """embedding.batch_size is an execution setting (the workflow does not rerun on it): on the CPU the
+    embeddings are bit for bit the same whatever it is. Before, float32 read batches of 3 clips
+    grouped the segments differently from batches of 32 (2 rows in a matmul instead of 4): up to 7e-7 apart."""
+    from eat_asd.eat import EAT, EATConfig
+    from eat_asd.embed import EmbedSettings, embed_features
+
+    torch.manual_seed(0)
+    model = EAT(EATConfig(embed_dim=512, depth=1, num_heads=4, max_length=16)).eval()  # wide enough to round
+    feats = torch.randn(9, 32, 128)
+    ref = embed_features(model, feats, EmbedSettings(batch_size=32, precision=precision), device="cpu")
+    for batch_size in (1, 3, 5, 6):
+        e = embed_features(model, feats, EmbedSettings(batch_size=batch_size, precision=precision), device="cpu")
+        assert np.array_equal(e, ref), (batch_size, np.abs(e - ref).max())

@@ -25,13 +25,15 @@ def cli_run(tmp_path_factory):
     machines = ["fan", "gearbox", "pump"]
     for m in machines:
         assert main(["discover", str(t / "demo" / "data"), "--machine", m, "--out", str(t / f"{m}.csv")]) == 0
-        assert main(["features", "--config", str(cfg), "--manifest", str(t / f"{m}.csv"), "--out", str(t / f"{m}.safetensors")]) == 0
+        assert main(["features", "--config", str(cfg), "--manifest", str(t / f"{m}.csv"), "--data-root", str(t / "demo" / "data"),
+                     "--out", str(t / f"{m}.safetensors")]) == 0
     assert main(["train", "--config", str(cfg), "--encoder", str(t / "demo" / "encoder"), "--device", "cpu",
                  "--features", *[str(t / f"{m}.safetensors") for m in machines],
                  "--manifests", *[str(t / f"{m}.csv") for m in machines], "--out", str(t / "trained")]) == 0
     for m in machines:
         assert main(["embed", "--encoder", str(t / "trained" / "encoder"), "--device", "cpu",
-                     "--features", str(t / f"{m}.safetensors"), "--manifests", str(t / f"{m}.csv"), "--out", str(t / f"{m}.npz")]) == 0
+                     "--features", str(t / f"{m}.safetensors"), "--manifests", str(t / f"{m}.csv"),
+                     "--data-root", str(t / "demo" / "data"), "--out", str(t / f"{m}.npz")]) == 0
     return t, machines
 
 
@@ -113,7 +115,8 @@ def test_submission_files_parse_back(tmp_path):
 def test_bad_inputs_give_a_clear_error_and_exit_code(tmp_path, caplog):
     assert main(["discover", str(tmp_path / "missing"), "--out", str(tmp_path / "m.csv")]) == 1
     assert "no such folder" in caplog.text and not (tmp_path / "m.csv").exists()
-    assert main(["embed", "--encoder", str(tmp_path / "nope"), "--features", "x", "--manifests", "y", "--out", "z"]) == 1
+    assert main(["embed", "--encoder", str(tmp_path / "nope"), "--features", "x", "--manifests", "y", "--data-root", "d",
+                 "--out", "z"]) == 1
 
 
 def test_global_bank_through_score_and_evaluate(cli_run, tmp_path):
@@ -200,7 +203,7 @@ def test_features_job_stops_on_a_nan_test_clip_naming_it(cli_run, tmp_path, capl
     assert main(["discover", str(data), "--machine", "fan", "--part", "test", "--out", str(tmp_path / "fan.test.csv")]) == 0
     out = tmp_path / "fan.test.safetensors"
     assert main(["features", "--settings", '{"target_frames": 64}', "--manifest", str(tmp_path / "fan.test.csv"),
-                 "--out", str(out)]) == 1
+                 "--data-root", str(data), "--out", str(out)]) == 1
     assert f"{bad}: 1 of {len(wav)} samples are NaN or infinite" in caplog.text and not out.exists()
 
 
@@ -241,7 +244,7 @@ def test_the_device_is_an_execution_setting(monkeypatch):
     from eat_asd.cli import DEVICE_ENV, build_parser
     from eat_asd.config import ConfigError, validate_config
 
-    args = ["embed", "--encoder", "e", "--features", "f", "--manifests", "m", "--out", "o"]
+    args = ["embed", "--encoder", "e", "--features", "f", "--manifests", "m", "--data-root", "d", "--out", "o"]
     assert build_parser().parse_args(args).device == "auto"
     monkeypatch.setenv(DEVICE_ENV, "cuda:1")
     assert build_parser().parse_args(args).device == "cuda:1"

@@ -134,6 +134,8 @@ def test_ground_truth_key_labels_the_test_clips(demo_run, tmp_path, ground_truth
     (["overrides={fann: {scoring: {k: 2}}}"], "overrides.fann: no such machine type"),
     (["scoring={k: 500}"], "scoring.k = 500: the smallest memory bank of fan"),
     (["demo=false", "data_root=results", "encoder=no_such_encoder"], "encoder = no_such_encoder: no such folder"),
+    (["results=config.yaml"], "results = config.yaml: is a file, not a folder"),
+    (["demo=false", "data_root=config.yaml"], "data_root = config.yaml: is a file, not a folder"),
 ])
 def test_bad_config_stops_before_any_job(tmp_path, override, key):
     write_config(tmp_path)
@@ -141,6 +143,24 @@ def test_bad_config_stops_before_any_job(tmp_path, override, key):
     assert out.returncode != 0
     assert key in out.stdout + out.stderr
     assert not (tmp_path / "results").exists() and not (tmp_path / "demo").exists()
+
+
+def test_a_file_as_results_is_named_in_a_dry_run_without_a_traceback(tmp_path):
+    """Before: a traceback from the clip hash cache's write (clip_digest.save), naming no setting."""
+    for i in range(6):  # real data, as far as planning reads it: names (and bytes, for the hash cache)
+        clip = tmp_path / "data" / "fan" / "train" / f"section_00_source_train_normal_{i:04d}_a_1.wav"
+        clip.parent.mkdir(parents=True, exist_ok=True)
+        clip.write_bytes(b"x")
+    (tmp_path / "data" / "fan" / "test").mkdir()
+    (tmp_path / "data" / "fan" / "test" / "section_00_source_test_anomaly_0000_a_1.wav").write_bytes(b"x")
+    (tmp_path / "encoder").mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (tmp_path / "encoder" / name).write_text("{}")
+    write_config(tmp_path, results="config.yaml", demo=None, data_root="data", encoder="encoder")
+    out = snakemake(tmp_path, "-n", check=False)
+    text = out.stdout + out.stderr
+    assert out.returncode != 0 and "results = config.yaml: is a file, not a folder" in text
+    assert "Traceback" not in text and "clip_digest" not in text
 
 
 def test_unseen_dcase2020_folder_with_a_local_encoder(tmp_path, reference):
@@ -186,6 +206,26 @@ def test_unseen_dcase2020_folder_with_a_local_encoder(tmp_path, reference):
     config = ["--config", "demo=false", f"data_root={root}", f"encoder={encoder}", "features={target_frames: 48}",
               "train={epochs: 2}", "results=out"]
     assert "Nothing to be done" in snakemake(tmp_path, "-n", *config).stdout
+
+    # the data set copied elsewhere (new modification times, a space in the path), the old copy removed,
+    # and both batch sizes changed: nothing is stale. Before, the manifests reran (data_root and the
+    # clips' paths were tracked) and everything after them, training included; a batch size reran
+    # the features (and so training) or the embeddings.
+    scores = {m: pd.read_csv(out / "scores" / f"{m}.csv") for m in ("slider", "valve")}
+    moved = tmp_path / "moved data" / "dcase2020"
+    shutil.copytree(root, moved, copy_function=shutil.copy)
+    shutil.rmtree(root)
+    root = moved
+    config = ["--config", "demo=false", f"data_root={root}", f"encoder={encoder}", "features={target_frames: 48}",
+              "train={epochs: 2}", "results=out"]
+    assert "Nothing to be done" in snakemake(tmp_path, "-n", *config).stdout
+    batches = [*config[:4], "features={target_frames: 48, batch_size: 3}", *config[5:], "embedding={batch_size: 5}"]
+    assert "Nothing to be done" in snakemake(tmp_path, "-n", *batches).stdout
+    # the jobs that read clips find them at the new path, and the scores stay the same
+    run = snakemake(tmp_path, "--cores", "2", *batches, "--forcerun", "out/features/valve.test.safetensors")
+    assert "rule embed:" in run.stdout + run.stderr and "rule train_encoder:" not in run.stdout + run.stderr
+    for m, frame in scores.items():
+        assert pd.read_csv(out / "scores" / f"{m}.csv").equals(frame), m
     clip = root / "valve" / "test" / "anomaly_id_04_00000001.wav"
     stat = clip.stat()
     data, sr = sf.read(clip)

@@ -56,14 +56,14 @@ def cmd_demo(args):
 def cmd_discover(args):
     from .data import check_manifest, discover
     from .io import write_csv
-    from .stages import make_manifest
+    from .stages import make_manifest, stored_paths
 
     if args.machine:
         make_manifest(args.data_root, args.machine, args.out, args.part)
     else:
         manifest = discover(args.data_root)
         check_manifest(manifest)
-        write_csv(args.out, manifest)
+        write_csv(args.out, stored_paths(manifest, args.data_root))
         print(manifest.groupby(["machine", "split", "domain", "label"]).size().to_string())
 
 
@@ -74,7 +74,7 @@ def cmd_features(args):
 
     _threads(args)
     settings = _section_settings(args, FeatureSettings, feature_values)
-    make_features(args.manifest, settings, args.out, args.batch_size, args.device)
+    make_features(args.manifest, args.data_root, settings, args.out, args.batch_size, args.device)
 
 
 def cmd_train(args):
@@ -99,13 +99,17 @@ def cmd_train(args):
 
 
 def cmd_embed(args):
+    from dataclasses import replace
+
     from .config import machine_settings
     from .embed import EmbedSettings
     from .stages import embed
 
     _threads(args)
     settings = _section_settings(args, EmbedSettings, lambda config: machine_settings(config, args.machine or "", "embedding"))
-    embed(args.encoder, args.features, args.manifests, settings, args.out, args.device)
+    if args.batch_size:
+        settings = replace(settings, batch_size=args.batch_size)
+    embed(args.encoder, args.features, args.manifests, args.data_root, settings, args.out, args.device)
 
 
 def _score_settings(args, machine):
@@ -266,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = add("features", cmd_features, "compute and cache the EAT fbank features of a machine type")
     common(s, device=True)
     s.add_argument("--manifest", required=True, help="manifest CSV of the clips (from `discover`)")
+    s.add_argument("--data-root", required=True, help="the data root the manifests' clip paths are relative to")
     s.add_argument("--out", required=True, help="feature file to write (safetensors)")
     s.add_argument("--batch-size", type=int, default=32, help="clips per fbank batch")
 
@@ -284,7 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--encoder", required=True, help="encoder folder (e.g. results/encoder/encoder)")
     s.add_argument("--features", nargs="+", required=True, help="feature files of the machine type")
     s.add_argument("--manifests", nargs="+", required=True, help="their manifests, in the same order")
+    s.add_argument("--data-root", required=True, help="the data root the manifests' clip paths are relative to")
     s.add_argument("--machine", help="machine type whose overrides apply (with --config)")
+    s.add_argument("--batch-size", type=int, help="clips per encoder batch (overrides the settings' embedding.batch_size)")
     s.add_argument("--out", required=True, help="embeddings file to write (.npz)")
 
     s = add("score", cmd_score, "kNN scores, decisions and plots of one machine type")

@@ -188,6 +188,16 @@ def train_values(config: dict) -> dict:
     return dict(config["train"], **config["lora"], mode=config["finetune"]["mode"], pooling=config["embedding"]["pooling"])
 
 
+# Settings that change how a job runs, not what it computes: they reach the jobs untracked, and are
+# left out of what names a job, so that changing them reruns nothing.
+EXECUTION_SETTINGS = ("batch_size",)
+
+
+def result_settings(settings: dict) -> dict:
+    """A stage's settings without its execution settings: what decides its result."""
+    return {k: v for k, v in settings.items() if k not in EXECUTION_SETTINGS}
+
+
 def machine_settings(config: dict, machine: str, stage: str) -> dict:
     """The embedding or scoring settings of one machine type: the global ones with its overrides applied."""
     merged = dict(config[stage])

@@ -16,7 +16,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from .config import feature_values, machine_settings, train_values, validate_config
+from .config import feature_values, machine_settings, result_settings, train_values, validate_config
 from .errors import ConfigError
 
 # the sections a variant may change: the ones that change results
@@ -52,7 +52,7 @@ class Embedding:
     key: str
     machine: str
     training: str  # Training.key
-    settings: dict
+    settings: dict  # without the execution settings (batch_size), which the rule passes untracked
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,7 @@ def _plan_run(grid: Experiments, config: dict, name: str, seed: int, machines: l
     grid.trainings[train_key] = Training(train_key, settings, features, features_key)
     embed_keys = {}
     for machine in machines:
-        embedding = machine_settings(config, machine, "embedding")
+        embedding = result_settings(machine_settings(config, machine, "embedding"))
         key = digest(["embed", train_key, machine, embedding])
         grid.embeddings[key] = Embedding(key, machine, train_key, embedding)
         embed_keys[machine] = key

@@ -48,6 +48,18 @@ def check_names(clips: list[dict], root: Path) -> None:
                                 f"data_root {root}) may hold only letters, digits, '_', '.' and '-'; rename it")
 
 
+def check_folder_setting(key: str, value: str) -> None:
+    """A folder setting whose path (or a parent of it) is an existing file: named now, not as a
+    traceback from the first write below it, nor as "no such folder"."""
+    path = Path(value).expanduser()
+    for part in (path, *path.parents):
+        if part.exists():
+            if not part.is_dir():
+                what = "is a file" if part == path else f"is below {part}, which is a file"
+                raise ConfigError(f"{key} = {value}: {what}, not a folder; set {key} to a folder")
+            return
+
+
 def plan_workflow(config: dict, hash_cache: str | Path | None = None) -> dict[str, MachinePlan]:
     """Machine types with their files, in name order; raises DataError/ConfigError naming what is wrong.
 
@@ -57,6 +69,8 @@ def plan_workflow(config: dict, hash_cache: str | Path | None = None) -> dict[st
     With `hash_cache` (real data only: the demo's clips are made by the workflow itself), each
     machine type and part also gets the digest of its clips' contents.
     """
+    for key in ("results", "data_root"):
+        check_folder_setting(key, config[key])
     root = Path(config["data_root"])
     if config["encoder_revision"] and (config["demo"] or Path(config["encoder"]).is_dir()):
         raise ConfigError(f"encoder_revision = {config['encoder_revision']!r} applies to Hub ids only; "

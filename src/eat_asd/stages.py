@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,20 @@ log = logging.getLogger(__name__)
 
 
 
+def stored_paths(manifest: pd.DataFrame, data_root: str | Path) -> pd.DataFrame:
+    """The manifest as it is written: clip paths relative to the data root. A manifest then holds
+    nothing of where the data set lies, and stays valid when it is moved or copied: the jobs that read
+    clips join these paths to the data root they are given (`clip_files`)."""
+    root = Path(data_root).expanduser()
+    return manifest.assign(path=[Path(os.path.relpath(p, root)).as_posix() for p in manifest["path"]])
+
+
+def clip_files(clips: pd.DataFrame, data_root: str | Path) -> list[str]:
+    """The files of a manifest's clips under `data_root` (a path that is already absolute stays as it is)."""
+    root = Path(data_root).expanduser()
+    return [str(root / p) for p in clips["path"]]
+
+
 def make_manifest(data_root: str | Path, machine: str, out: str | Path, part: str | None = None) -> pd.DataFrame:
     """Discover one machine type's clips, check them, and write its manifest CSV.
 
@@ -32,7 +47,7 @@ def make_manifest(data_root: str | Path, machine: str, out: str | Path, part: st
         if part not in PARTS:
             raise ValueError(f"manifest part {part!r}: choose train or test")
         manifest = manifest[manifest["split"] == part]
-    write_csv(out, manifest)
+    write_csv(out, stored_paths(manifest, data_root))
     counts = manifest.groupby(["split", "label"]).size().to_dict()
     log.info("%s: %d clips %s", machine, len(manifest), counts)
     return manifest
@@ -43,11 +58,12 @@ def feature_clips(manifest: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([training_clips(manifest), manifest[manifest["split"] == "test"]])
 
 
-def make_features(manifest_path: str | Path, settings, out: str | Path, batch_size: int = 32, device: str = "cpu") -> None:
+def make_features(manifest_path: str | Path, data_root: str | Path, settings, out: str | Path, batch_size: int = 32,
+                  device: str = "cpu") -> None:
     from .features import build_feature_file
 
     clips = feature_clips(read_manifest(manifest_path))
-    build_feature_file(clips["path"].tolist(), clips["key"].tolist(), settings, out, batch_size,
+    build_feature_file(clip_files(clips, data_root), clips["key"].tolist(), settings, out, batch_size,
                        desc=f"fbank {Path(out).stem}", device=resolve_device(device))
 
 
@@ -64,8 +80,8 @@ def read_manifests(paths: list[str | Path]) -> pd.DataFrame:
     return pd.concat([read_manifest(p) for p in paths], ignore_index=True)
 
 
-def embed(encoder: str | Path, feature_paths: list[str | Path], manifest_paths: list[str | Path], settings,
-          out: str | Path, device: str = "auto") -> None:
+def embed(encoder: str | Path, feature_paths: list[str | Path], manifest_paths: list[str | Path], data_root: str | Path,
+          settings, out: str | Path, device: str = "auto") -> None:
     """Embeddings of a machine type's training normals (its memory bank) and test clips, as .npz.
 
     feature_paths[i] holds the features of the clips of manifest_paths[i].
@@ -81,7 +97,7 @@ def embed(encoder: str | Path, feature_paths: list[str | Path], manifest_paths: 
     for features_path, manifest_path in zip(feature_paths, manifest_paths):
         clips = feature_clips(read_manifest(manifest_path))
         features = FeatureFile(features_path)
-        features.check_hashes(clips["path"].tolist(), clips["key"].tolist())
+        features.check_hashes(clip_files(clips, data_root), clips["key"].tolist())
         rows = features.rows(clips["key"].tolist())
         parts.append(embed_features(model, (features, rows), settings, device=resolve_device(device),
                                     desc=f"embed {Path(features_path).stem}"))

@@ -4,7 +4,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from eat_asd.config import as_json, feature_values, machine_settings, train_values
+from eat_asd.config import as_json, feature_values, machine_settings, result_settings, train_values
 from eat_asd.data import PARTS
 from eat_asd.groundtruth import check_covers, ground_truth_files
 from eat_asd.plan import plan_workflow
@@ -18,7 +18,12 @@ try:
             config["ground_truth"], {m: p.test_sections for m, p in PLAN.items()}
         )
 except EatAsdError as err:
-    raise WorkflowError(str(err)) from None
+    hint = ""
+    if "--conda-create-envs-only" in sys.argv:
+        hint = (
+            "\nCreating the conda envs needs no data: add --configfile config/demo.yaml"
+        )
+    raise WorkflowError(str(err) + hint) from None
 
 MACHINES = list(PLAN)
 TRAIN_MACHINES = [m for m, p in PLAN.items() if p.trains_encoder]
@@ -51,13 +56,26 @@ def pretrained_encoder_files():
     ]
 
 
+def untracked(value):
+    """A param Snakemake does not record: it skips params computed from a job's resources, taking their
+    changes to show in the resources. For what only says where the clips lie or how many a job handles
+    at once (data_root, the batch sizes): a moved data set or another batch size reruns nothing.
+    """
+    return lambda wildcards, resources: value(wildcards) if callable(value) else value
+
+
 # Params computed from wildcards alone, so Snakemake reruns exactly the machine whose settings changed.
 def clip_contents(wildcards):
     return PLAN[wildcards.machine].content.get(wildcards.part, "")
 
 
+def embedding_settings(wildcards):
+    return machine_settings(config, wildcards.machine, "embedding")
+
+
 def embedding_params(wildcards):
-    return as_json(machine_settings(config, wildcards.machine, "embedding"))
+    """What changes the embeddings: every embedding setting but the batch size (passed untracked)."""
+    return as_json(result_settings(embedding_settings(wildcards)))
 
 
 def scoring_params(wildcards):

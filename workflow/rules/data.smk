@@ -26,9 +26,12 @@ if config["demo"]:
             " --test-per-cell {params.d[test_per_cell]:q} > {log:q} 2>&1"
 
 
+# Real data: the clips are not inputs (their paths follow data_root); their contents and paths below
+# data_root (a digest, the param `contents`) decide what is stale, so a moved or copied data set reruns
+# nothing. The demo's clips, made by make_demo, are inputs.
 rule manifest:
     input:
-        lambda wc: PLAN[wc.machine].files(wc.part),
+        lambda wc: PLAN[wc.machine].files(wc.part) if config["demo"] else [],
     output:
         f"{R}/manifests/{{machine}}.{{part}}.csv",
     log:
@@ -36,8 +39,8 @@ rule manifest:
     conda:
         "../../envs/data.yaml"
     params:
-        data_root=config["data_root"],
-        # digest of the clips' contents: a clip replaced with its modification time kept still reruns
+        data_root=untracked(config["data_root"]),
+        # a clip replaced with its modification time kept (rsync -a, cp -p) still reruns
         contents=clip_contents,
     shell:
         "eat-asd discover {params.data_root:q} --machine {wildcards.machine:q} --part {wildcards.part:q}"
@@ -60,7 +63,9 @@ rule features:
         mem_mb=4000,
     params:
         settings=as_json(feature_values(config)),
-        batch=config["features"]["batch_size"],
+        data_root=untracked(config["data_root"]),
+        batch=untracked(config["features"]["batch_size"]),
     shell:
-        "eat-asd features --manifest {input:q} --settings {params.settings:q} --batch-size {params.batch:q}"
+        "eat-asd features --manifest {input:q} --data-root {params.data_root:q}"
+        " --settings {params.settings:q} --batch-size {params.batch:q}"
         " --threads {threads} --out {output:q} > {log:q} 2>&1"

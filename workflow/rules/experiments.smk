@@ -17,7 +17,6 @@ use rule features as exp_features with:
                 t.features for t in EXP.trainings.values() if t.features_key == wc.fkey
             )
         ),
-        batch=config["features"]["batch_size"],
 
 
 use rule train_encoder as exp_train_encoder with:

@@ -4,10 +4,6 @@
 # command line alone reruns nothing).
 
 
-localrules:
-    model_card,
-
-
 rule model_card:
     input:
         summary=rules.aggregate.output.summary,
@@ -21,10 +17,12 @@ rule model_card:
         f"{ENCODER_OUT}/README.md",
     log:
         f"{R}/logs/model_card.log",
+    localrule: True
     conda:
         "../../envs/data.yaml"
     params:
-        config=as_json(config),
+        # as shown; every setting that changes a result reruns the jobs before this one
+        config=untracked(as_json(config)),
     shell:
         "eat-asd model-card --summary {input.summary:q} --auroc {input.auroc:q}"
         " --training-summary {input.training:q} --manifests {input.manifests:q}"

@@ -69,7 +69,8 @@ rule report:
     conda:
         "../../envs/data.yaml"
     params:
-        config=as_json(config),
+        # as shown; every setting that changes a result reruns the jobs before this one
+        config=untracked(as_json(config)),
         results=lambda wc, output: os.path.dirname(output[0]),
     shell:
         "eat-asd report --auroc {input.auroc:q} --dcase {input.dcase:q} --means {input.means:q}"

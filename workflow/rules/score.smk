@@ -26,9 +26,12 @@ rule embed:
     params:
         encoder=lambda wc, input: os.path.dirname(input.encoder_config),
         settings=embedding_params,
+        data_root=untracked(config["data_root"]),
+        batch=untracked(lambda wc: embedding_settings(wc)["batch_size"]),
     shell:
         "eat-asd embed --encoder {params.encoder:q} --features {input.features:q}"
-        " --manifests {input.manifests:q} --settings {params.settings:q}"
+        " --manifests {input.manifests:q} --data-root {params.data_root:q}"
+        " --settings {params.settings:q} --batch-size {params.batch:q}"
         " --threads {threads} --out {output:q} > {log:q} 2>&1"
 
 
@@ -73,11 +76,8 @@ rule score:
         " --ground-truth={params.ground_truth:q} > {log:q} 2>&1"
 
 
-# DCASE submission files of one section, cut from the machine type's score table (tiny: run locally).
-localrules:
-    submission,
-
-
+# DCASE submission files of one section, cut from the machine type's score table (tiny: run locally;
+# a rule's own `localrule`, unlike a `localrules` list, holds under a module's rule-name prefix).
 rule submission:
     input:
         f"{R}/scores/{{machine}}.csv",
@@ -86,6 +86,7 @@ rule submission:
         decisions=f"{R}/submission/decision_result_{{machine}}_section_{{section}}_test.csv",
     log:
         f"{R}/logs/submission/{{machine}}_{{section}}.log",
+    localrule: True
     conda:
         "../../envs/data.yaml"
     shell:
