@@ -74,7 +74,7 @@ def test_kmeans_scores_against_its_centres_and_every_target_clip():
     assert np.array_equal(KMeansBackend(n_centres=4).fit(emb, domains).labels_, est.labels_)
 
 
-@pytest.mark.parametrize("k, k_ref", [(1, 16), (3, 4)])
+@pytest.mark.parametrize("k, k_ref", [(1, 16), (3, 4), (2, 30)])  # 30: more than the bank has
 def test_knn_rescaled_is_the_formula(k, k_ref):
     emb, domains = bank(n_source=18, n_target=4)
     queries = RNG.normal(size=(6, 8))

@@ -245,20 +245,26 @@ class KnnRescaledBackend:
         self.k_used_ = self.k
         return self
 
-    def _density(self, b: np.ndarray):
-        """Distances within bank b (self = inf), their row-wise sorted first k_ref + 1, and k_ref used."""
-        d = 1 - self.unit_[b] @ self.unit_[b].T
-        np.fill_diagonal(d, np.inf)
-        kr = max(1, min(self.k_ref, len(b) - 1))
-        order = np.argsort(d, axis=1, kind="stable")[:, : min(kr + 1, len(b))]
-        return d, order, kr
-
     def score_samples(self, x: np.ndarray) -> np.ndarray:
         return np.min([self._score_bank(b, x) for b in self.banks_], axis=0)
 
+    def _density(self, b: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each bank clip's `width` nearest other bank clips: (distances ascending, their positions in b).
+        Walked in row chunks, so memory stays at chunk x bank distances."""
+        u = self.unit_[b]
+        dist, order = np.empty((len(b), width), np.float32), np.empty((len(b), width), int)
+        for s in range(0, len(b), 1024):
+            d = 1 - u[s : s + 1024] @ u.T
+            d[np.arange(len(d)), s + np.arange(len(d))] = np.inf  # not its own neighbour
+            part = np.argpartition(d, width - 1, axis=1)[:, :width] if width < len(b) else np.argsort(d, axis=1)[:, :width]
+            part_d = np.take_along_axis(d, part, axis=1)
+            o = np.argsort(part_d, axis=1, kind="stable")
+            dist[s : s + len(d)], order[s : s + len(d)] = np.take_along_axis(part_d, o, axis=1), np.take_along_axis(part, o, axis=1)
+        return dist, order
+
     def _score_bank(self, b: np.ndarray, x: np.ndarray) -> np.ndarray:
-        d, order, kr = self._density(b)
-        n = np.take_along_axis(d, order[:, :kr], axis=1).mean(axis=1) if len(b) > 1 else np.ones(1)
+        kr = min(self.k_ref, len(b) - 1)
+        n = self._density(b, kr)[0].mean(axis=1) if kr >= 1 else np.ones(len(b))
         k = usable_k(self.k, len(b))
         self.k_used_ = min(self.k_used_, k)
         ratio = (1 - _unit(x) @ self.unit_[b].T) / np.maximum(n, 1e-6)
@@ -278,26 +284,27 @@ class KnnRescaledBackend:
         return np.min(per_bank, axis=0)
 
     def _loo_inside(self, b: np.ndarray, queries: np.ndarray) -> np.ndarray:
-        """Each query p (in bank b) against b without p, every n_j recomputed without p."""
+        """Each query p (in bank b) against b without p, every n_j recomputed without p: j's kr nearest
+        without p are its first kr if p is not among them, else its first kr + 1 less p."""
         if len(b) < 2:
             return np.full(len(queries), np.inf)
-        d, order, _ = self._density(b)
-        kr = max(1, min(self.k_ref, len(b) - 2))  # neighbours left once p is out
         k = usable_k(self.k, len(b), leave_one_out=True)
         self.k_used_ = min(self.k_used_, k)
-        sorted_d = np.take_along_axis(d, order, axis=1)
-        first = sorted_d[:, :kr].sum(axis=1)  # n_j's sum when p is not among j's kr nearest
-        one_more = sorted_d[:, : kr + 1].sum(axis=1) if order.shape[1] > kr else first
-        near = np.zeros((len(b), len(b)), bool)  # near[j, i]: i is among j's kr nearest
-        np.put_along_axis(near, order[:, :kr], True, axis=1)
+        if len(b) == 2:  # the one clip left has no neighbour to rescale by
+            u = self.unit_[b]
+            return np.full(len(queries), float(1 - u[0] @ u[1]))
+        kr = min(self.k_ref, len(b) - 2)  # neighbours left once p is out
+        dist, order = self._density(b, kr + 1)
+        first, one_more = dist[:, :kr].sum(axis=1), dist.sum(axis=1)
         local = {int(c): i for i, c in enumerate(b)}
+        u = self.unit_[b]
         out = np.empty(len(queries))
         for r, p in enumerate(queries):
             i = local[int(p)]
-            n = np.where(near[:, i], one_more - np.where(np.isfinite(d[:, i]), d[:, i], 0), first) / kr
-            if len(b) == 2:  # the other clip has no neighbour left: leave its distance unscaled
-                n = np.ones(len(b))
-            ratio = d[i] / np.maximum(n, 1e-6)
+            d_i = 1 - u @ u[i]
+            near = (order[:, :kr] == i).any(axis=1)
+            n = np.where(near, one_more - d_i, first) / kr
+            ratio = d_i / np.maximum(n, 1e-6)
             ratio[i] = np.inf
             out[r] = np.sort(ratio)[:k].mean()
         return out
