@@ -396,3 +396,13 @@ def test_pseudo_labels_are_recorded_and_only_with_granularity_auto(demo, tmp_pat
     summary = train_encoder(demo["encoder"], data, TrainSettings(epochs=1, batch_size=8, pseudo_labels=2, granularity="section"),
                             tmp_path / "section", device="cpu")
     assert summary["pseudo_labels"] == {}
+
+
+def test_one_section_without_attributes_trains_on_pseudo_labels(demo, tmp_path):
+    """Alone, a section without attributes gives one class: its pseudo-labels make the classifier possible."""
+    fan = [m[m["machine"] == "fan"] for m in without_attributes(demo, "fan")]
+    with pytest.raises(TrainingError, match="at least 2 classes"):
+        load_training_data(demo["paths"], fan, FS, "auto")
+    data = load_training_data(demo["paths"], fan, FS, "auto", pseudo_labels=3)
+    summary = train_encoder(demo["encoder"], data, TrainSettings(epochs=1, batch_size=8, pseudo_labels=3), tmp_path, device="cpu")
+    assert summary["classes"] == 3 and list(summary["pseudo_labels"]) == ["fan|00"]

@@ -195,12 +195,17 @@ class KMeansBackend:
         self.unit_ = unit
         self.source_, self.target_ = np.flatnonzero(domains != "target"), np.flatnonzero(domains == "target")
         src = unit[self.source_]
-        if len(src) <= self.n_centres:
-            labels = np.arange(len(src))
-        else:
-            from sklearn.cluster import KMeans
+        self.k_used_ = None  # scoring.k does not apply
+        # a centre per source clip: the clips themselves, i.e. kNN with k = 1 over a source and a target bank
+        # (delegated, so that the two give the very same numbers)
+        self.every_clip_ = len(src) <= self.n_centres
+        if self.every_clip_:
+            self.knn_ = KnnBackend(1, "min").fit(bank, domains)
+            self.centres_, self.labels_ = src, np.arange(len(src))
+            return self
+        from sklearn.cluster import KMeans
 
-            labels = KMeans(n_clusters=self.n_centres, n_init=10, random_state=SEED).fit_predict(src.astype(np.float64))
+        labels = KMeans(n_clusters=self.n_centres, n_init=10, random_state=SEED).fit_predict(src.astype(np.float64))
         n = labels.max() + 1 if len(labels) else 0
         # centres as the (re-normalised) means of their members, so leaving a member out is exact
         self.sums_ = np.zeros((n, unit.shape[1]), np.float64)
@@ -208,16 +213,19 @@ class KMeansBackend:
         self.counts_ = np.bincount(labels, minlength=n)
         self.labels_ = labels
         self.centres_ = _unit(self.sums_)
-        self.k_used_ = None  # scoring.k does not apply
         return self
 
     def _set(self) -> np.ndarray:
         return np.concatenate([self.centres_, self.unit_[self.target_]])
 
     def score_samples(self, x: np.ndarray) -> np.ndarray:
+        if self.every_clip_:
+            return self.knn_.score_samples(x)
         return 1 - (_unit(x) @ self._set().T).max(axis=1)
 
     def loo_scores(self, positions: np.ndarray) -> np.ndarray:
+        if self.every_clip_:
+            return self.knn_.loo_scores(positions)
         positions = np.asarray(positions)
         x = self.unit_[positions]
         sims = x @ self._set().T

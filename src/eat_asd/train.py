@@ -164,7 +164,9 @@ class TrainingData:
 
 
 def load_training_data(feature_paths: list[str | Path], manifests: list[pd.DataFrame], feature_settings: FeatureSettings,
-                       granularity: str) -> TrainingData:
+                       granularity: str, pseudo_labels: int = 0) -> TrainingData:
+    """The training clips and their labels. With granularity auto and pseudo_labels, sections without
+    attributes get their labels later (train_encoder), so fewer than 2 classes here is no error yet."""
     parts = []
     files = []
     for i, (path, manifest) in enumerate(zip(feature_paths, manifests)):
@@ -180,7 +182,7 @@ def load_training_data(feature_paths: list[str | Path], manifests: list[pd.DataF
     level = resolve_granularity(clips, granularity)
     clips["aux_label"] = aux_labels(clips, level).to_numpy()
     classes = sorted(clips["aux_label"].unique())
-    if len(classes) < 2:
+    if len(classes) < 2 and not (granularity == "auto" and pseudo_labels and (clips["attributes"] == "{}").any()):
         raise TrainingError(f"the auxiliary classifier needs at least 2 classes; granularity {level!r} gives only {classes} "
                             "(add machine types, or use a finer train.granularity)")
     clips["y"] = clips["aux_label"].map({c: i for i, c in enumerate(classes)})
@@ -271,6 +273,8 @@ def train_encoder(encoder_source: str | Path, data: TrainingData, settings: Trai
         pseudo = assign_pseudo_labels(data, base, settings.pseudo_labels, settings.seed, settings.pooling, device)
         for section, sizes in pseudo.items():
             log.info("%s has no attributes: %d pseudo-label clusters of %s clips", section, len(sizes), sizes)
+    if settings.mode != "frozen" and len(data.classes) < 2:
+        raise TrainingError(f"the auxiliary classifier needs at least 2 classes, the training clips give {data.classes}")
     tr_idx, va_idx = train_val_split(data.clips["aux_label"], settings.val_fraction, settings.seed)
     summary = dict(mode=settings.mode, encoder=str(encoder_source), encoder_revision=revision, encoder_commit=origin.commit,
                    classes=len(data.classes), granularity=data.granularity, pooling=settings.pooling,
