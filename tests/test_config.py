@@ -79,14 +79,14 @@ def test_classifier_pooling_schedule_and_revision_from_config():
 
 
 def test_seed_recipe_overlay_gives_the_seeds_settings():
-    """config/seed_recipe.yaml on top of config/config.yaml, merged the way Snakemake merges config files."""
+    """config/recipes/seed_recipe.yaml on top of config/config.yaml, merged the way Snakemake merges config files."""
     import yaml
     from snakemake.utils import update_config
 
     from conftest import REPO
 
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    update_config(config, yaml.safe_load((REPO / "config" / "seed_recipe.yaml").read_text()))
+    update_config(config, yaml.safe_load((REPO / "config" / "recipes" / "seed_recipe.yaml").read_text()))
     cfg = validate_config(config)
     t = train_settings(cfg)
     assert (t.granularity, t.epochs, t.lr, t.lr_schedule, t.warmup_fraction, t.batch_size, t.pooling, t.mode) == \
@@ -94,6 +94,22 @@ def test_seed_recipe_overlay_gives_the_seeds_settings():
     s = score_settings(cfg, "fan")
     assert (s.k, s.bank_split, s.domain_strategy) == (1, "all", "pooled")
     assert cfg["features"]["target_frames"] == 1024 and embed_settings(cfg, "fan").pooling == "cls"
+
+
+def test_dcase_toolkit_recipe_overlay_gives_the_published_settings():
+    import yaml
+    from snakemake.utils import update_config
+
+    from conftest import REPO
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    update_config(config, yaml.safe_load((REPO / "config" / "recipes" / "dcase_toolkit_eat_lora.yaml").read_text()))
+    cfg = validate_config(config)
+    t = train_settings(cfg)
+    assert (t.mode, t.loss, t.subclusters, t.trainable_centres, t.mixup_prob, t.epochs, t.batch_size, t.lr) == \
+        ("lora", "subcluster_adacos", 16, True, 0.5, 25, 8, 1e-4)
+    s = score_settings(cfg, "fan")
+    assert (s.backend, s.k, s.domain_strategy, s.smote_ratio, s.smote_neighbours) == ("knn", 1, "min", 0.2, 2)
 
 
 def test_settings_take_their_defaults_and_ranges_from_the_schema():

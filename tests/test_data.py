@@ -36,7 +36,7 @@ def test_parse_attributes():
     assert parse_attributes("m-n_X") == {"m-n": "X"}
     assert parse_attributes("volt_1.5_wt_150") == {"volt": "1.5", "wt": "150"}
     assert parse_attributes("car_A1_spd_28V_mic_1_noise_1") == {"car": "A1", "spd": "28V", "mic": "1", "noise": "1"}
-    assert parse_attributes("noAttributes") == {} and parse_attributes("") == {}
+    assert parse_attributes("noAttributes") == {} == parse_attributes("noAttribute") and parse_attributes("") == {}
     assert parse_attributes("strength_1_ambient") == {"strength": "1", "ambient": ""}
 
 

@@ -15,7 +15,7 @@ from eat_asd.publish import PublishError, publish, upload_plan
 
 CONFIG = {"data_root": "data/dcase2024/dev_data", "encoder": "worstchan/EAT-base_epoch30_pretrain",
           "scoring": {"k": 1, "bank_split": "all", "domain_strategy": "pooled"}, "embedding": {"pooling": "cls"}}
-COMMAND = "snakemake --cores 8 --configfile config/seed_recipe.yaml"
+COMMAND = "snakemake --cores 8 --configfile config/recipes/seed_recipe.yaml"
 
 
 def manifest(machine, rows):

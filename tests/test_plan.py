@@ -138,3 +138,17 @@ def test_a_file_where_a_folder_setting_points_is_named(tmp_path, key, below):
     cfg = config(tmp_path, **{key: value})
     with pytest.raises(ConfigError, match=rf"^{key} = {value}: (is a file|is below {a_file}, which is a file), not a folder"):
         plan_workflow(cfg, hash_cache=f"{cfg['results']}/.clip-hashes.json")
+
+
+def test_backend_settings_are_checked_per_machine_type(tmp_path):
+    # kmeans: the minimum over centres and target clips, so scoring.k does not bind it
+    plan_workflow(config(tmp_path / "kmeans", scoring={"k": 2, "domain_strategy": "min", "backend": "kmeans"}))
+    # knn_rescaled takes k neighbours like knn
+    with pytest.raises(ConfigError, match=r"overrides.fan.scoring.k = 2: the smallest memory bank of fan"):
+        plan_workflow(config(tmp_path / "rescaled", scoring={"domain_strategy": "min"},
+                             overrides={"fan": {"scoring": {"backend": "knn_rescaled", "k": 2}}}))
+    with pytest.raises(ConfigError, match=r"overrides.pump.scoring: smote_ratio = 0.2 .* backend = kmeans"):
+        plan_workflow(config(tmp_path / "smote", scoring={"smote_ratio": 0.2},
+                             overrides={"pump": {"scoring": {"backend": "kmeans"}}}))
+    plan_workflow(config(tmp_path / "ok", scoring={"smote_ratio": 0.2, "domain_strategy": "min"},
+                         overrides={"pump": {"scoring": {"backend": "kmeans", "smote_ratio": 0}}}))

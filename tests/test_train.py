@@ -320,3 +320,89 @@ def test_auto_precision_trains_in_float32_on_bf16_cpus(demo, tmp_path, monkeypat
     head = {p: load_file(str(tmp_path / p / "head.safetensors")) for p in runs}
     assert all(torch.equal(head["auto"][k], head["float32"][k]) for k in head["auto"])
     assert not all(torch.equal(head["auto"][k], head["bfloat16"][k]) for k in head["auto"])
+
+
+@pytest.mark.parametrize("loss", ["adacos", "subcluster_adacos"])
+def test_adacos_losses_with_mixup_train(demo, tmp_path, loss):
+    summary = run(demo, tmp_path / "mixed", epochs=2, loss=loss, subclusters=3, mixup_prob=1.0, mixup_alpha=0.4)
+    assert np.isfinite(summary["val_loss"]) and np.isfinite(summary["train_loss"])
+    head = load_file(str(tmp_path / "mixed" / "head.safetensors"))
+    n_classes = summary["classes"]
+    assert next(iter(head.values())).shape[0] == n_classes * (3 if loss == "subcluster_adacos" else 1)
+    # the same run without mixup trains on other inputs: mixup_prob acts
+    plain = run(demo, tmp_path / "plain", epochs=2, loss=loss, subclusters=3)
+    assert plain["train_loss"] != summary["train_loss"]
+
+
+def test_fixed_subcluster_centres_stay_at_their_start(demo, tmp_path):
+    centres = {}
+    for trainable, lr in [(True, 0.1), (False, 0.1), (False, 0.001)]:
+        out = tmp_path / f"{trainable}-{lr}"
+        run(demo, out, epochs=1, max_steps=2, lr=lr, loss="subcluster_adacos", subclusters=2, trainable_centres=trainable)
+        centres[trainable, lr] = load_file(str(out / "head.safetensors"))["centres"]
+    # every run draws the same random start: fixed centres keep it whatever the learning rate,
+    # trainable ones move away from it
+    assert torch.equal(centres[False, 0.1], centres[False, 0.001])
+    assert not torch.equal(centres[True, 0.1], centres[False, 0.1])
+
+
+def without_attributes(demo, machine):
+    """The demo's manifests with the attributes of `machine` removed (as a noAttribute section would have)."""
+    out = []
+    for m in demo["manifests"]:
+        m = m.copy()
+        m.loc[m["machine"] == machine, "attributes"] = "{}"
+        out.append(m)
+    return out
+
+
+def test_pseudo_labels_cluster_sections_without_attributes(demo):
+    from sklearn.cluster import KMeans
+
+    from eat_asd.pseudo_labels import assign_pseudo_labels
+
+    encoder = load_eat(demo["encoder"])
+    data = load_training_data(demo["paths"], without_attributes(demo, "fan"), FS, "auto")
+    before = data.clips["aux_label"].copy()
+    sizes = assign_pseudo_labels(data, encoder, 3, seed=0, pooling="cls")
+    fan = (data.clips["machine"] == "fan").to_numpy()
+    assert list(sizes) == ["fan|00"] and sum(sizes["fan|00"]) == fan.sum() and len(sizes["fan|00"]) == 3
+    # sections with attributes keep their labels
+    assert data.clips["aux_label"][~fan].tolist() == before[~fan].tolist()
+    assert set(data.clips["aux_label"][fan]) == {f"fan|00|pseudo={j}" for j in range(3)}
+    assert data.classes == sorted(data.clips["aux_label"].unique())
+    assert (data.clips["y"] == data.clips["aux_label"].map(data.classes.index)).all()
+    # the clusters are those of the frozen encoder's CLS embeddings (an independent k-means on them)
+    idx = np.flatnonzero(fan)
+    with torch.no_grad():
+        emb = encoder(data.read(idx).unsqueeze(1))[:, 0].numpy().astype(np.float64)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    ref = KMeans(3, n_init=10, random_state=0).fit_predict(emb)
+    got = data.clips["aux_label"][fan].str.rsplit("=", n=1).str[1].astype(int).to_numpy()
+    assert len({(a, b) for a, b in zip(ref, got)}) == 3  # the same partition, whatever the cluster numbers
+    # same seed, same labels
+    again = load_training_data(demo["paths"], without_attributes(demo, "fan"), FS, "auto")
+    assign_pseudo_labels(again, encoder, 3, seed=0, pooling="cls")
+    assert again.clips["aux_label"].tolist() == data.clips["aux_label"].tolist()
+
+
+def test_pseudo_labels_are_recorded_and_only_with_granularity_auto(demo, tmp_path):
+    data = load_training_data(demo["paths"], without_attributes(demo, "pump"), FS, "auto")
+    settings = TrainSettings(epochs=1, batch_size=8, pseudo_labels=2)
+    summary = train_encoder(demo["encoder"], data, settings, tmp_path / "auto", device="cpu")
+    assert list(summary["pseudo_labels"]) == ["pump|00"] and len(summary["pseudo_labels"]["pump|00"]) == 2
+    assert "pump|00|pseudo=1" in json.loads(load_file_meta(tmp_path / "auto" / "head.safetensors")["classes"])
+    data = load_training_data(demo["paths"], without_attributes(demo, "pump"), FS, "section")
+    summary = train_encoder(demo["encoder"], data, TrainSettings(epochs=1, batch_size=8, pseudo_labels=2, granularity="section"),
+                            tmp_path / "section", device="cpu")
+    assert summary["pseudo_labels"] == {}
+
+
+def test_one_section_without_attributes_trains_on_pseudo_labels(demo, tmp_path):
+    """Alone, a section without attributes gives one class: its pseudo-labels make the classifier possible."""
+    fan = [m[m["machine"] == "fan"] for m in without_attributes(demo, "fan")]
+    with pytest.raises(TrainingError, match="at least 2 classes"):
+        load_training_data(demo["paths"], fan, FS, "auto")
+    data = load_training_data(demo["paths"], fan, FS, "auto", pseudo_labels=3)
+    summary = train_encoder(demo["encoder"], data, TrainSettings(epochs=1, batch_size=8, pseudo_labels=3), tmp_path, device="cpu")
+    assert summary["classes"] == 3 and list(summary["pseudo_labels"]) == ["fan|00"]

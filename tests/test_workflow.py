@@ -82,6 +82,27 @@ def test_one_machines_setting_reruns_only_that_machine(demo_run):
     assert jobs["train_encoder"] == 1 and jobs["embed"] == 3 and "features" not in jobs
 
 
+def test_scoring_backends_per_machine_type_rescore_only(demo_run, tmp_path):
+    """The three back-ends side by side as per-machine-type overrides: only scoring and what follows reruns."""
+    workdir, _, _ = demo_run
+    copy = tmp_path / "wf"
+    shutil.copytree(workdir, copy, symlinks=True)
+    backends = {"fan": {"backend": "kmeans", "kmeans_centres": 4},
+                "gearbox": {"backend": "knn_rescaled", "k": 2, "k_ref": 4},
+                "pump": {"backend": "knn", "domain_strategy": "min", "smote_ratio": 0.5}}
+    write_config(copy, "backends.yaml", overrides={m: {"scoring": s} for m, s in backends.items()})
+    jobs = planned_jobs(snakemake(copy, "-n", config_file="backends.yaml").stdout)
+    assert jobs == {"score": 3, "submission": 3, "aggregate": 1, "report": 1, "model_card": 1, "all": 1}
+    snakemake(copy, "--cores", "2", config_file="backends.yaml")
+    for machine, settings in backends.items():
+        info = json.loads((copy / "results" / "scores" / f"{machine}.json").read_text())
+        assert {k: info["settings"][k] for k in settings} == settings
+        assert np.isfinite(info["threshold"]) and np.isfinite(info["train_scores"]).all()
+        scores = pd.read_csv(copy / "results" / "scores" / f"{machine}.csv")
+        assert np.isfinite(scores["score"]).all()
+    assert 0 <= json.loads((copy / "results" / "tables" / "summary.json").read_text())["official_score"] <= 1
+
+
 def test_replacing_test_clips_reruns_only_that_machine(demo_run):
     workdir, _, _ = demo_run
     clip = next((workdir / "demo/data/dev_data/raw/gearbox/test").glob("*anomaly*.wav"))

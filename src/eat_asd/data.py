@@ -43,8 +43,8 @@ LABEL_TOKEN = re.compile(r"(?:^|[_\-.])(normal|anomaly|anomalous|abnormal)(?:$|[
 
 
 def parse_attributes(text: str | None) -> dict[str, str]:
-    """'m-n_X' -> {'m-n': 'X'}; 'volt_1.5_wt_150' -> {'volt': '1.5', 'wt': '150'}; 'noAttributes' -> {}."""
-    if not text or text == "noAttributes":
+    """'m-n_X' -> {'m-n': 'X'}; 'volt_1.5_wt_150' -> {'volt': '1.5', 'wt': '150'}; 'noAttribute(s)' -> {}."""
+    if not text or text in ("noAttribute", "noAttributes"):
         return {}
     tokens = text.split("_")
     if len(tokens) % 2:  # a trailing key without value (e.g. 2021's '..._ambient')

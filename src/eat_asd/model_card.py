@@ -79,7 +79,9 @@ def encoder_card(summary_path: str | Path, auroc_path: str | Path, training_path
         metrics=[m for m in metrics if m["value"] is not None])])]
     settings = training.get("settings", {})
     shown = {k: settings.get(k) for k in ("mode", "granularity", "loss", "epochs", "batch_size", "lr", "lr_schedule",
-                                         "warmup_fraction", "r", "alpha", "target_modules", "pooling", "seed")}
+                                         "warmup_fraction", "mixup_prob", "r", "alpha", "target_modules", "pooling", "seed")}
+    if settings.get("loss") == "subcluster_adacos":
+        shown.update(subclusters=settings.get("subclusters"), trainable_centres=settings.get("trainable_centres"))
     shown.update(granularity=training.get("granularity"), best_epoch=training.get("best_epoch"))
     scoring = config.get("scoring", {})
     revision = training.get("encoder_commit") or training.get("encoder_revision")
@@ -89,14 +91,15 @@ def encoder_card(summary_path: str | Path, auroc_path: str | Path, training_path
         f"The EAT audio encoder `{base}`" + (f" (revision `{revision}`)" if revision else "")
         + f", fine-tuned ({training.get('mode')}) with a classifier on {training.get('classes')} classes "
         f"({training.get('granularity')} labels) of the normal training clips of {len(machines)} machine types, "
-        "then used for k-nearest-neighbour anomaly scores against memory banks of normal embeddings. "
+        f"then used for cosine-distance anomaly scores (`{scoring.get('backend', 'knn')}` back-end) against memory banks of "
+        "normal embeddings. "
         "LoRA weights are merged in.\n",
         "## Data\n",
         f"Machine types: {', '.join(machines)}. Clips per split, domain and label:\n",
         markdown_table(counts),
         "## Settings\n",
         markdown_table(pd.DataFrame([dict(setting=k, value=json.dumps(v)) for k, v in shown.items()])),
-        f"Scoring: k = {scoring.get('k')}, bank split `{scoring.get('bank_split')}`, domain strategy "
+        f"Scoring: back-end `{scoring.get('backend', 'knn')}`, k = {scoring.get('k')}, bank split `{scoring.get('bank_split')}`, domain strategy "
         f"`{scoring.get('domain_strategy')}`, embedding pooling `{config.get('embedding', {}).get('pooling')}`.\n",
         "## Results\n",
         f"- Official DCASE score: {_number(summary.get('official_score'))}",

@@ -140,10 +140,17 @@ def check_banks(plan: MachinePlan, config: dict) -> None:
         if missing:
             raise DataError(f"machine type {plan.name}: test clips of section(s) {missing} but no normal training clips "
                             "of them, and scoring.bank_split = section scores each section against its own")
+    own = config["overrides"].get(plan.name, {}).get("scoring", {})
+    if scoring["smote_ratio"] > 0 and scoring["backend"] != "knn":
+        key = f"overrides.{plan.name}.scoring" if {"smote_ratio", "backend"} & set(own) else "scoring"
+        raise ConfigError(f"{key}: smote_ratio = {scoring['smote_ratio']} enlarges the target clips of the knn back-end only, "
+                          f"and backend = {scoring['backend']}: set smote_ratio to 0 or backend to knn")
+    if scoring["backend"] == "kmeans":
+        return  # the minimum over centres and target clips: scoring.k does not apply
     smallest = min((b for group in banks.values() for b in group), key=len)
     k = scoring["k"]
     if usable_k(k, len(smallest), leave_one_out=True) < k:
-        key = f"overrides.{plan.name}.scoring.k" if "k" in config["overrides"].get(plan.name, {}).get("scoring", {}) else "scoring.k"
+        key = f"overrides.{plan.name}.scoring.k" if "k" in own else "scoring.k"
         secs, doms = sorted({sections[i] for i in smallest}), sorted({domains[i] for i in smallest})
         label = ("section " if len(secs) == 1 else "sections ") + ", ".join(secs)
         label += f", {doms[0]} domain" if scoring["domain_strategy"] == "min" and len(doms) == 1 else ""

@@ -1,4 +1,5 @@
-"""Memory banks of normal training embeddings and k-nearest-neighbour cosine-distance scores."""
+"""Anomaly scores of a machine type's clips against memory banks of normal training embeddings (with
+the back-end scoring.backend names, see eat_asd.backends), and the decision threshold."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .banks import MIN_THRESHOLD_CLIPS, bank_group, memory_banks, usable_k
+from .backends import knn_distance, l2_normalise, make_backend  # noqa: F401  (knn_distance, l2_normalise: re-exported)
+from .banks import MIN_THRESHOLD_CLIPS, bank_group, memory_banks
 from .config import schema_settings
 from .errors import DataError
 
@@ -23,45 +25,16 @@ class ScoreSettings:
     bank_split: str  # one bank per machine type, one per section, or one of every machine type
     domain_strategy: str  # one bank for both domains, or min over source and target banks
     threshold_quantile: float  # of the gamma fitted to the training clips' leave-one-out scores
+    backend: str  # knn, kmeans or knn_rescaled (eat_asd.backends)
+    kmeans_centres: int
+    smote_ratio: float  # knn: target clips enlarged to this fraction of the source clips; 0 = off
+    smote_neighbours: int
+    k_ref: int  # knn_rescaled: neighbours of a bank clip that set its local density
 
-
-def l2_normalise(x) -> torch.Tensor:
-    x = torch.as_tensor(x, dtype=torch.float32)
-    return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
-
-
-def knn_distance(queries, bank, k: int = 1, exclude_self: bool = False, query_chunk: int = 1024,
-                 bank_chunk: int = 16384, device=None) -> np.ndarray:
-    """Mean cosine distance of each query to its k nearest bank embeddings, exactly.
-
-    Queries and bank are walked in chunks with a running top-k, so memory stays at
-    query_chunk x bank_chunk similarities whatever the bank size. With
-    exclude_self, queries are the bank itself and each row skips its own entry
-    (leave-one-out).
-    """
-    device = torch.device(device) if device is not None else torch.device("cpu")
-    q, b = l2_normalise(queries).to(device), l2_normalise(bank).to(device)
-    n_bank = b.shape[0] - (1 if exclude_self else 0)
-    if n_bank < 1:
-        raise ValueError("memory bank is empty" + (" after leaving one out" if exclude_self else ""))
-    if k > n_bank:
-        raise ValueError(f"k = {k} exceeds the memory bank size {n_bank}")
-    out = torch.empty(q.shape[0])
-    for qs in range(0, q.shape[0], query_chunk):
-        qc = q[qs : qs + query_chunk]
-        best = torch.full((qc.shape[0], k), -float("inf"), device=device)
-        for bs in range(0, b.shape[0], bank_chunk):
-            sims = qc @ b[bs : bs + bank_chunk].T
-            if exclude_self:
-                rows = torch.arange(qc.shape[0], device=device)
-                cols = rows + qs - bs
-                keep = (cols >= 0) & (cols < sims.shape[1])
-                sims[rows[keep], cols[keep]] = -float("inf")
-            # top-k of the chunk first, then merge: concatenating the whole chunk would copy it
-            chunk_best = torch.topk(sims, min(k, sims.shape[1]), dim=1).values
-            best = torch.topk(torch.cat([best, chunk_best], dim=1), k, dim=1).values
-        out[qs : qs + qc.shape[0]] = (1 - best).mean(dim=1).cpu()
-    return out.numpy()
+    def __post_init__(self):
+        if self.smote_ratio > 0 and self.backend != "knn":
+            raise ValueError(f"scoring.smote_ratio = {self.smote_ratio} applies to scoring.backend knn only, "
+                             f"not {self.backend!r}: set it to 0")
 
 
 def score_against_banks(bank_emb: np.ndarray, bank_meta: pd.DataFrame, query_emb: np.ndarray, query_meta: pd.DataFrame,
@@ -82,46 +55,21 @@ def _scores_and_k(bank_emb, bank_meta, query_emb, query_meta, settings: ScoreSet
     banks = memory_banks(bank_meta["section"].astype(str).tolist(), bank_meta["domain"].tolist(),
                          settings.bank_split, settings.domain_strategy)
     query_groups = query_meta["section"].astype(str).map(lambda s: bank_group(s, settings.bank_split))
+    domains = bank_meta["domain"].to_numpy()
     k_used = settings.k
     for group in query_groups.unique():
         q_idx = np.flatnonzero(query_groups == group)
         if group not in banks:
             raise ValueError(f"no training clips in the memory bank for section {group}")
-        per_bank = []
-        for b_idx in map(np.asarray, banks[group]):
-            if leave_one_out:
-                # each query that is also in this bank skips itself; others see the full bank
-                d, k = _loo_scores(bank_emb, b_idx, q_idx, settings.k)
-            else:
-                k = usable_k(settings.k, len(b_idx))
-                d = knn_distance(query_emb[q_idx], bank_emb[b_idx], k)
-            per_bank.append(d)
-            k_used = min(k_used, k)
-        scores[q_idx] = np.min(per_bank, axis=0)
-    return scores, k_used
-
-
-def _loo_scores(emb: np.ndarray, bank_idx: np.ndarray, query_idx: np.ndarray, k: int) -> tuple[np.ndarray, int]:
-    out = np.empty(len(query_idx))
-    inside = np.isin(query_idx, bank_idx)
-    k_used = k
-    if inside.any():
-        sub = bank_idx[np.isin(bank_idx, query_idx[inside])]
-        # queries inside the bank: order the bank so those come first and exclude the diagonal
-        rest = bank_idx[~np.isin(bank_idx, sub)]
-        order = np.concatenate([sub, rest])
-        kk = k_used = usable_k(k, len(order), leave_one_out=True)
-        if kk < 1:
-            out[inside] = np.inf  # a bank of one clip cannot score itself
+        members = np.sort(np.concatenate([np.asarray(b, dtype=int) for b in banks[group]]))
+        backend = make_backend(settings).fit(bank_emb[members], domains[members])
+        if leave_one_out:
+            # the queries are the first bank rows: their positions in this group's bank
+            scores[q_idx] = backend.loo_scores(np.searchsorted(members, q_idx))
         else:
-            d = knn_distance(emb[sub], emb[order], kk, exclude_self=True)
-            pos = {c: i for i, c in enumerate(sub)}
-            out[inside] = d[[pos[c] for c in query_idx[inside]]]
-    if (~inside).any():
-        kk = usable_k(k, len(bank_idx))
-        out[~inside] = knn_distance(emb[query_idx[~inside]], emb[bank_idx], kk)
-        k_used = min(k_used, kk)
-    return out, k_used
+            scores[q_idx] = backend.score_samples(query_emb[q_idx])
+        k_used = k_used if backend.k_used_ is None else min(k_used, backend.k_used_)
+    return scores, k_used
 
 
 def gamma_threshold(train_scores: np.ndarray, quantile: float) -> float:

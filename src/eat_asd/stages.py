@@ -72,7 +72,7 @@ def train(encoder: str, feature_paths: list[str], manifest_paths: list[str], fea
     from .train import load_training_data, train_encoder
 
     manifests = [read_manifest(p) for p in manifest_paths]
-    data = load_training_data(feature_paths, manifests, feature_settings, settings.granularity)
+    data = load_training_data(feature_paths, manifests, feature_settings, settings.granularity, settings.pseudo_labels)
     return train_encoder(encoder, data, settings, out_dir, device=resolve_device(device), revision=revision)
 
 

@@ -28,6 +28,7 @@ from .eat import EAT, HUB_PREFIX, hub_commit, load_eat, resolve_checkpoint, save
 from .errors import TrainingError
 from .features import FeatureFile, FeatureSettings
 from .io import atomic_dir, atomic_path, write_csv, write_json
+from .losses import make_head, mixup, soft_cross_entropy
 from .runtime import autocast, resolve_device, to_device
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,12 @@ class TrainSettings:
     loss: str
     arcface_margin: float
     arcface_scale: float
+    subclusters: int  # centres per class of sub-cluster AdaCos
+    trainable_centres: bool
+    mixup_prob: float  # share of batches mixed up
+    mixup_alpha: float  # mixing weight ~ Beta(alpha, alpha)
     granularity: str
+    pseudo_labels: int  # k-means clusters as labels of sections without attributes (granularity auto); 0 = off
     epochs: int
     max_steps: int | None
     batch_size: int
@@ -76,33 +82,6 @@ class TrainSettings:
         return json.dumps(asdict(self), sort_keys=True)
 
 
-class ArcMarginHead(nn.Module):
-    """Additive angular margin (ArcFace) classifier: logits s*cos(theta + m) for the true class."""
-
-    def __init__(self, dim: int, n_classes: int, margin: float, scale: float):
-        super().__init__()
-        self.weight = nn.Parameter(torch.empty(n_classes, dim))
-        nn.init.xavier_uniform_(self.weight)
-        self.margin, self.scale = margin, scale
-
-    def forward(self, emb: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        cos = F.linear(F.normalize(emb), F.normalize(self.weight)).clamp(-1 + 1e-7, 1 - 1e-7)
-        if labels is None:
-            return self.scale * cos
-        theta = torch.acos(cos)
-        target = F.one_hot(labels, cos.shape[1]).bool()
-        return self.scale * torch.where(target, torch.cos(theta + self.margin), cos)
-
-
-class SoftmaxHead(nn.Module):
-    def __init__(self, dim: int, n_classes: int):
-        super().__init__()
-        self.linear = nn.Linear(dim, n_classes)
-
-    def forward(self, emb: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.linear(emb)
-
-
 class AuxClassifier(nn.Module):
     """Encoder + classifier on the pooled clip embedding (EAT.pool, as in embedding)."""
 
@@ -110,14 +89,8 @@ class AuxClassifier(nn.Module):
         super().__init__()
         self.encoder, self.head, self.pooling = encoder, head, pooling
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.head(EAT.pool(self.encoder(x), self.pooling).float(), labels)
-
-
-def make_head(settings: TrainSettings, dim: int, n_classes: int) -> nn.Module:
-    if settings.loss == "arcface":
-        return ArcMarginHead(dim, n_classes, settings.arcface_margin, settings.arcface_scale)
-    return SoftmaxHead(dim, n_classes)
+    def forward(self, x: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(EAT.pool(self.encoder(x), self.pooling).float(), targets)
 
 
 def lora_config(settings: TrainSettings, targets: list[str] | None = None, **meta):
@@ -191,7 +164,9 @@ class TrainingData:
 
 
 def load_training_data(feature_paths: list[str | Path], manifests: list[pd.DataFrame], feature_settings: FeatureSettings,
-                       granularity: str) -> TrainingData:
+                       granularity: str, pseudo_labels: int = 0) -> TrainingData:
+    """The training clips and their labels. With granularity auto and pseudo_labels, sections without
+    attributes get their labels later (train_encoder), so fewer than 2 classes here is no error yet."""
     parts = []
     files = []
     for i, (path, manifest) in enumerate(zip(feature_paths, manifests)):
@@ -207,7 +182,7 @@ def load_training_data(feature_paths: list[str | Path], manifests: list[pd.DataF
     level = resolve_granularity(clips, granularity)
     clips["aux_label"] = aux_labels(clips, level).to_numpy()
     classes = sorted(clips["aux_label"].unique())
-    if len(classes) < 2:
+    if len(classes) < 2 and not (granularity == "auto" and pseudo_labels and (clips["attributes"] == "{}").any()):
         raise TrainingError(f"the auxiliary classifier needs at least 2 classes; granularity {level!r} gives only {classes} "
                             "(add machine types, or use a finer train.granularity)")
     clips["y"] = clips["aux_label"].map({c: i for i, c in enumerate(classes)})
@@ -291,10 +266,19 @@ def train_encoder(encoder_source: str | Path, data: TrainingData, settings: Trai
     except Exception as err:
         raise TrainingError(f"encoder {encoder_source}: {err}") from err
     origin = BaseEncoder.of(encoder_source, directory, revision)
+    pseudo = {}
+    if settings.mode != "frozen" and settings.granularity == "auto" and settings.pseudo_labels:
+        from .pseudo_labels import assign_pseudo_labels
+
+        pseudo = assign_pseudo_labels(data, base, settings.pseudo_labels, settings.seed, settings.pooling, device)
+        for section, sizes in pseudo.items():
+            log.info("%s has no attributes: %d pseudo-label clusters of %s clips", section, len(sizes), sizes)
+    if settings.mode != "frozen" and len(data.classes) < 2:
+        raise TrainingError(f"the auxiliary classifier needs at least 2 classes, the training clips give {data.classes}")
     tr_idx, va_idx = train_val_split(data.clips["aux_label"], settings.val_fraction, settings.seed)
     summary = dict(mode=settings.mode, encoder=str(encoder_source), encoder_revision=revision, encoder_commit=origin.commit,
                    classes=len(data.classes), granularity=data.granularity, pooling=settings.pooling,
-                   n_train=int(len(tr_idx)), n_val=int(len(va_idx)), settings=asdict(settings))
+                   n_train=int(len(tr_idx)), n_val=int(len(va_idx)), pseudo_labels=pseudo, settings=asdict(settings))
     if settings.mode == "frozen":
         save_eat(base, out_dir / "encoder")
         write_csv(out_dir / "train_log.csv", pd.DataFrame(columns=LOG_COLUMNS))
@@ -332,6 +316,7 @@ def train_encoder(encoder_source: str | Path, data: TrainingData, settings: Trai
         t0 = time.time()
         model.train()
         gen = torch.Generator().manual_seed(settings.seed * 1000 + epoch)  # order and augmentation per epoch
+        mix_rng = np.random.default_rng([settings.seed, epoch])  # mixup draws apart, so mixup_prob = 0 changes nothing
         order = tr_idx[torch.randperm(len(tr_idx), generator=gen).numpy()]
         run_loss, run_correct, seen = 0.0, 0, 0
         optimizer.zero_grad(set_to_none=True)
@@ -340,9 +325,14 @@ def train_encoder(encoder_source: str | Path, data: TrainingData, settings: Trai
             b = order[bi * settings.batch_size : (bi + 1) * settings.batch_size]
             x = to_device(augment(data.read(b), settings, gen).unsqueeze(1), device)
             y = torch.as_tensor(labels_all[b], device=device)
+            target_rows = F.one_hot(y, len(data.classes)).float()
+            mixed = settings.mixup_prob > 0 and mix_rng.random() < settings.mixup_prob
+            if mixed:
+                lam = float(mix_rng.beta(settings.mixup_alpha, settings.mixup_alpha))
+                x, target_rows = mixup(x, target_rows, lam, torch.as_tensor(mix_rng.permutation(len(b)), device=device))
             with autocast(device, settings.precision, training=True):
-                logits = model(x, y)
-            loss = F.cross_entropy(logits.float(), y)
+                logits = model(x, target_rows)
+            loss = soft_cross_entropy(logits.float(), target_rows) if mixed else F.cross_entropy(logits.float(), y)
             if not torch.isfinite(loss):
                 raise TrainingError(f"epoch {epoch + 1}, batch {bi + 1}: the training loss is {loss.item()}; "
                                     + _non_finite_cause(data, b, x, settings))
