@@ -2,6 +2,7 @@
 paths with spaces and shell characters, use as a module, a results folder shared by two runs."""
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -17,7 +18,8 @@ from workflow_helpers import (MACHINES, REPO, SMALL_DEMO, planned_jobs, snakemak
                               write_config)
 
 pytestmark = pytest.mark.slow
-LIGHT_RULES = {"manifest", "submission", "aggregate", "report", "model_card"}  # the rules whose env is envs/data.yaml
+# the rules whose env is envs/data.yaml
+LIGHT_RULES = {"manifest", "submission", "aggregate", "report", "model_card", "exp_fuse", "exp_aggregate", "exp_compare"}
 
 
 def copy_workdir(src: Path, dst: Path) -> Path:
@@ -43,12 +45,19 @@ def rules_run(out) -> set[str]:
 
 
 def test_light_rules_use_the_data_env():
+    defined = {}
     for path in sorted((REPO / "workflow" / "rules").glob("*.smk")):
         text = path.read_text()
-        for block in text.split("rule ")[1:]:
-            rule = block.split(":")[0].strip()
+        for block in re.split(r"^(?=rule |use rule )", text, flags=re.M)[1:]:
+            if block.startswith("use rule "):  # `use rule X as Y with:` keeps X's env: Y must be as light as X
+                base, name = re.match(r"use rule (\w+) as (\w+)", block).groups()
+                assert (base in LIGHT_RULES) == (name in LIGHT_RULES), f"rule {name} runs in the env of {base}"
+                continue
+            rule = block.split()[1].rstrip(":")
             env = "data.yaml" if rule in LIGHT_RULES else "torch.yaml"
             assert f'"../../envs/{env}"' in block, f"rule {rule} should run in envs/{env}"
+            defined[rule] = env
+    assert LIGHT_RULES - {"exp_aggregate"} <= set(defined)
 
 
 def test_light_commands_never_import_torch(tmp_path):
@@ -62,7 +71,8 @@ def test_light_commands_never_import_torch(tmp_path):
         "            raise ImportError(f'import of {name} halted')\n"
         "sys.meta_path.insert(0, NoTorch())\n")
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    check = "import eat_asd.cli, eat_asd.stages, eat_asd.plan, eat_asd.metrics, eat_asd.report, eat_asd.config"
+    check = ("import eat_asd.cli, eat_asd.stages, eat_asd.plan, eat_asd.metrics, eat_asd.report, eat_asd.config, "
+             "eat_asd.experiments, eat_asd.compare, eat_asd.fusion, eat_asd.threshold")
     out = subprocess.run([sys.executable, "-c", check + "; import torch"], env=env, capture_output=True, text=True)
     assert "import of torch halted" in out.stderr  # the block works, and nothing before it needed torch
     data = tmp_path / "data" / "dev_data" / "train" / "fan"

@@ -3,7 +3,8 @@ import pandas as pd
 import pytest
 import torch
 
-from eat_asd.scoring import ScoreSettings, gamma_threshold, knn_distance, score_against_banks, score_machine
+from eat_asd.scoring import ScoreSettings, knn_distance, score_against_banks, score_machine
+from eat_asd.threshold import gamma_threshold
 
 
 def brute_force(q, b, k, exclude_self=False):

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
+from .threshold import gamma_threshold
 
 SCORE_COLUMNS = ["filename", "machine", "section", "domain", "label", "attribute_string"]
 
@@ -29,8 +30,6 @@ def fuse(members: list[tuple[pd.DataFrame, dict]], threshold_quantile: float) ->
 
     members: each (score table, score info) of one machine type; the tables must hold the same
     test clips and the infos the same training clips (train_scores and train_sections)."""
-    from .scoring import gamma_threshold
-
     base = members[0][0].sort_values("filename", kind="stable").reset_index(drop=True)
     sections = base["section"].astype(str).to_numpy()
     train_sections = np.asarray(members[0][1]["train_sections"], dtype=str)

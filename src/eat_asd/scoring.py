@@ -11,9 +11,10 @@ import pandas as pd
 import torch
 
 from .backends import knn_distance, l2_normalise, make_backend  # noqa: F401  (knn_distance, l2_normalise: re-exported)
-from .banks import MIN_THRESHOLD_CLIPS, bank_group, memory_banks
+from .banks import bank_group, memory_banks
 from .config import schema_settings
 from .errors import DataError
+from .threshold import gamma_threshold
 
 log = logging.getLogger(__name__)
 
@@ -70,30 +71,6 @@ def _scores_and_k(bank_emb, bank_meta, query_emb, query_meta, settings: ScoreSet
             scores[q_idx] = backend.score_samples(query_emb[q_idx])
         k_used = k_used if backend.k_used_ is None else min(k_used, backend.k_used_)
     return scores, k_used
-
-
-def gamma_threshold(train_scores: np.ndarray, quantile: float) -> float:
-    """Decision threshold: the quantile of a gamma distribution fitted to normal training scores."""
-    import scipy.stats
-
-    s = np.asarray(train_scores, dtype=float)
-    s = s[np.isfinite(s)]
-    if len(s) < MIN_THRESHOLD_CLIPS:
-        raise ValueError(f"need at least {MIN_THRESHOLD_CLIPS} finite training scores to fit the threshold, got {len(s)}")
-    if np.ptp(s) == 0:
-        return float(s[0])
-    try:
-        # Distances are >= 0: fixing the location at 0 keeps the fit stable when a few
-        # training clips lie far out (a free location can run off to a huge threshold).
-        params = scipy.stats.gamma.fit(np.maximum(s, 1e-8), floc=0)
-        threshold = float(scipy.stats.gamma.ppf(quantile, *params))
-    except Exception as err:  # scipy's fit can fail on degenerate data
-        log.warning("gamma fit failed (%s); using the empirical %.2f quantile", err, quantile)
-        return float(np.quantile(s, quantile))
-    if not np.isfinite(threshold):
-        log.warning("gamma fit gave a non-finite threshold; using the empirical %.2f quantile", quantile)
-        return float(np.quantile(s, quantile))
-    return threshold
 
 
 def score_machine(train_emb: np.ndarray, train_meta: pd.DataFrame, test_emb: np.ndarray, test_meta: pd.DataFrame,

@@ -92,7 +92,7 @@ rule exp_fuse:
     log:
         f"{R}/logs/experiments/fuse/{{ukey}}/{{machine}}.log",
     conda:
-        "../../envs/torch.yaml"
+        "../../envs/data.yaml"
     params:
         quantile=lambda wc: EXP.fusions[wc.ukey].threshold_quantile,
     shell:
