@@ -109,3 +109,29 @@ def test_markdown_table_formats_numbers_and_missing_values():
 def test_small_numbers_keep_significant_digits():
     table = markdown_table(pd.DataFrame({"machine_type": ["fan"], "threshold": [6.5e-7], "auroc": [0.0]}))
     assert table.splitlines()[-1] == "| fan | 6.5e-07 | 0.0000 |"
+
+
+def test_written_scores_read_back_without_new_ties(tmp_path):
+    """A bank of near-identical normals gives kNN distances around 1e-5; with 8 decimals the score table
+    and the submission files kept 3-4 significant digits, and clips the in-memory scores rank apart tied."""
+    from eat_asd.report import read_submission, write_scores, write_submission
+    from eat_asd.scoring import ScoreSettings, score_machine
+    from eat_asd.stages import read_scores
+
+    rng = np.random.default_rng(0)
+    centre = rng.normal(size=64)
+    bank = (centre + 3e-3 * rng.normal(size=(20, 64))).astype(np.float32)
+    test = (centre + 3e-3 * rng.normal(size=(40, 64))).astype(np.float32)
+    meta = lambda n, split: pd.DataFrame(dict(filename=[f"{split}_{i:04d}.wav" for i in range(n)], machine="fan",  # noqa: E731
+                                              section="00", domain="source", label="normal", attribute_string=""))
+    # the mean over k neighbours: finer steps than one float32 cosine distance has
+    table, *_ = score_machine(bank, meta(20, "train"), test, meta(40, "test"), ScoreSettings(k=10))
+    scores = table["score"].to_numpy()
+    distinct = len(np.unique(scores))
+    assert scores.max() < 1e-4 and distinct > 30  # near-identical clips, nearly all apart in memory
+    assert len(np.unique(np.round(scores, 8))) < distinct  # what 8 decimals kept: new ties
+    write_scores(table, tmp_path / "fan.csv")
+    back = read_scores(tmp_path / "fan.csv")["score"].to_numpy()
+    assert np.array_equal(back, scores)
+    (path,) = [p for p in write_submission(table, tmp_path / "sub") if p.name.startswith("anomaly_score")]
+    assert np.array_equal(read_submission(path)["value"].to_numpy(), scores)

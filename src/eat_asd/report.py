@@ -40,6 +40,14 @@ def write_table(frame: pd.DataFrame, csv_path: str | Path, md_path: str | Path) 
     write_text(md_path, markdown_table(frame))
 
 
+def write_scores(frame: pd.DataFrame, path: str | Path, header: bool = True) -> None:
+    """A table of anomaly scores as CSV, each float as the shortest text that reads back as the same
+    number: kNN distances of near-identical clips differ only in their 4th-7th significant digit, and
+    fixed decimals would tie clips the in-memory scores rank apart."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, header=header, index=False, float_format=None)
+
+
 def submission_names(machine: str, section: str) -> tuple[str, str]:
     return (f"anomaly_score_{machine}_section_{section}_test.csv", f"decision_result_{machine}_section_{section}_test.csv")
 
@@ -47,8 +55,7 @@ def submission_names(machine: str, section: str) -> tuple[str, str]:
 def write_submission_pair(section_scores: pd.DataFrame, scores_path: str | Path, decisions_path: str | Path) -> None:
     """The DCASE submission files of one section: rows `filename,score` and `filename,0|1`, no header."""
     for path, column in ((scores_path, "score"), (decisions_path, "decision")):
-        with atomic_path(path) as tmp:
-            section_scores[["filename", column]].to_csv(tmp, header=False, index=False, float_format="%.8f")
+        write_scores(section_scores[["filename", column]], path, header=False)
 
 
 def write_submission(scores: pd.DataFrame, out_dir: str | Path) -> list[Path]:

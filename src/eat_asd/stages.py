@@ -135,7 +135,7 @@ def score(embeddings_path: str | Path, manifest_paths: list[str | Path], setting
     """
     from dataclasses import asdict
 
-    from .report import plot_histogram, plot_roc
+    from .report import plot_histogram, plot_roc, write_scores
     from .scoring import score_machine
 
     manifest = read_manifests(manifest_paths)
@@ -150,7 +150,7 @@ def score(embeddings_path: str | Path, manifest_paths: list[str | Path], setting
         from .groundtruth import apply_ground_truth
 
         table = apply_ground_truth(table, ground_truth, machine)
-    write_csv(scores_out, table, float_format="%.8f")
+    write_scores(table, scores_out)
     bank_machines = sorted({machine, *([] if other_meta is None else other_meta["machine"].astype(str))})
     write_json(info_out, dict(machine=machine, threshold=threshold, settings=asdict(settings), k_used=k_used,
                               n_bank=len(bank_meta) + (0 if other_meta is None else len(other_meta)), bank_machines=bank_machines,
