@@ -129,3 +129,18 @@ def test_publish_refuses_incomplete_folders(encoder_folder, tmp_path, caplog):
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(PublishError, match="not a peft adapter"):
         upload_plan(tmp_path / "encoder", "me/eat", tmp_path)
+
+
+def test_publish_without_a_connection_is_one_line(encoder_folder, monkeypatch, caplog, capsys):
+    """Offline, `publish` used to end in the HTTP client's raw ConnectError traceback."""
+    folder, adapter = encoder_folder
+    monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token")
+    monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    from huggingface_hub import HfApi
+
+    with pytest.raises(PublishError, match=r"me/eat: upload to the Hugging Face Hub \(http://127.0.0.1:9\) failed: ConnectError"):
+        publish(folder, "me/eat", adapter_dir=adapter, api=HfApi(endpoint="http://127.0.0.1:9"))
+    assert main(["publish", "--repo-id", "me/eat", "--encoder", str(folder)]) == 1
+    (error,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert error.getMessage().startswith("publish: me/eat: upload to the Hugging Face Hub") and "\n" not in error.getMessage()
+    assert not error.exc_info and "Traceback" not in capsys.readouterr().err
