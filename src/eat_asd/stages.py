@@ -12,7 +12,7 @@ import pandas as pd
 
 from .errors import DataError
 from .data import PARTS, check_manifest, discover, read_manifest, training_clips
-from .io import atomic_path, write_csv, write_json
+from .io import atomic_path, discard_damaged, npz_damage, write_csv, write_json
 from .runtime import resolve_device
 
 log = logging.getLogger(__name__)
@@ -97,8 +97,19 @@ def read_embeddings(path: str | Path, manifest: pd.DataFrame,
                     bank_only: bool = False) -> tuple[np.ndarray, pd.DataFrame, np.ndarray, pd.DataFrame]:
     """(bank embeddings, bank rows of the manifest, test embeddings, test rows); with bank_only, the
     test clips are skipped (the manifest then needs only the training clips)."""
-    with np.load(path) as z:
-        emb, keys, roles = z["embeddings"], z["keys"], z["roles"]
+    damage = npz_damage(path)
+    if damage is None:
+        try:
+            with np.load(path) as z:
+                emb, keys, roles = z["embeddings"], z["keys"], z["roles"]
+            if not len(emb) == len(keys) == len(roles):
+                damage = f"{len(emb)} embeddings, {len(keys)} keys and {len(roles)} roles"
+        except (OSError, ValueError, KeyError, EOFError) as err:
+            if isinstance(err, FileNotFoundError):
+                raise
+            damage = f"not a readable embeddings file ({type(err).__name__}: {err})"
+    if damage:
+        raise discard_damaged(path, damage)
     if bank_only:
         emb, keys, roles = emb[roles == "bank"], keys[roles == "bank"], roles[roles == "bank"]
     by_key = manifest.set_index("key")
