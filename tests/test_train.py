@@ -224,11 +224,14 @@ def test_lora_adapter_names_its_base_and_loads_with_peft_alone(demo, tmp_path):
     run(demo, tmp_path, epochs=2, blocks=(1,))
     adapter = tmp_path / "lora_adapter"
     config = json.loads((adapter / "adapter_config.json").read_text())
-    assert config["base_model_name_or_path"] == str(demo["encoder"].resolve()) and config["revision"] is None
+    # a local base is named by its folder's name: its absolute path was in the adapter, which publish uploads
+    assert config["base_model_name_or_path"] == demo["encoder"].name and config["revision"] is None
+    assert not any(str(demo["encoder"].resolve().parent) in p.read_text(errors="replace") for p in adapter.iterdir())
     assert sorted(config["target_modules"]) == ["model.blocks.1.attn.proj", "model.blocks.1.attn.qkv"]
     card = (adapter / "README.md").read_text()
-    assert card.startswith("---\n") and "library_name: peft" in card and str(demo["encoder"].resolve()) in card
-    base = AutoModel.from_pretrained(config["base_model_name_or_path"]).eval()
+    assert card.startswith("---\n") and "library_name: peft" in card and "base_model" not in card
+    assert f"a local EAT encoder folder `{demo['encoder'].name}`" in card
+    base = AutoModel.from_pretrained(demo["encoder"]).eval()
     model = PeftModel.from_pretrained(base, str(adapter)).eval()
     x = torch.randn(2, 1, 64, 128)
     with torch.no_grad():
@@ -238,6 +241,7 @@ def test_lora_adapter_names_its_base_and_loads_with_peft_alone(demo, tmp_path):
     assert (adapted - merged).abs().max() < 1e-5 and (merged - plain).abs().max() > 1e-4
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["encoder_revision"] is None and summary["encoder_commit"] is None
+    assert summary["encoder_local_path"] == str(demo["encoder"].resolve()) and summary["encoder_hub_id"] is None
 
 
 @pytest.mark.parametrize("umask", [0o002, 0o022])

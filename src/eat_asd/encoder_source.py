@@ -120,6 +120,26 @@ def shape_mismatches(config: dict, shapes: dict[str, list[int]]) -> list[str]:
     return problems
 
 
+def hub_origin(folder: str | os.PathLike) -> tuple[str | None, str | None]:
+    """(Hub id, commit) a local encoder folder came from, where it tells: a Hugging Face cache snapshot
+    (.../models--owner--name/snapshots/<commit>), or a config.json naming a Hub id (`_name_or_path`,
+    commit unknown); else (None, None)."""
+    import json
+
+    folder = Path(folder).resolve()
+    if folder.parent.name == "snapshots" and folder.parent.parent.name.startswith("models--"):
+        repo = folder.parent.parent.name[len("models--"):].replace("--", "/", 1)
+        if is_hub_id(repo):
+            return repo, folder.name
+    try:
+        name = json.loads((folder / CONFIG_NAME).read_text()).get("_name_or_path")
+    except (OSError, ValueError, AttributeError):
+        name = None
+    if isinstance(name, str) and is_hub_id(name) and not Path(name).exists():
+        return name, None
+    return None, None
+
+
 def hub_cache_folder(repo_id: str) -> Path | None:
     """The cached snapshot of a Hub model holding config.json and weights, if there is one."""
     from huggingface_hub import try_to_load_from_cache

@@ -20,15 +20,24 @@ def format_number(v: float) -> str:
     return f"{v:.4f}" if v == 0 or abs(v) >= 1e-3 else f"{v:.3g}"
 
 
+def md_text(value) -> str:
+    """Text from the data or the config as plain Markdown text: HTML and the characters that start code,
+    emphasis, links or table cells are escaped, so they show as written and never become markup."""
+    text = " ".join(str(value).splitlines())
+    for c in "\\`*[]|":
+        text = text.replace(c, "\\" + c)
+    return html.escape(text, quote=False)
+
+
 def markdown_table(frame: pd.DataFrame) -> str:
     def cell(v):
         if v is pd.NA or v is None:
             return ""
         if isinstance(v, (float, np.floating)):
             return format_number(v)
-        return str(v)
+        return md_text(v)
 
-    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    lines = ["| " + " | ".join(map(md_text, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join(lines) + "\n"
 
