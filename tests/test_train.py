@@ -324,3 +324,44 @@ def test_auto_precision_trains_in_float32_on_bf16_cpus(demo, tmp_path, monkeypat
     head = {p: load_file(str(tmp_path / p / "head.safetensors")) for p in runs}
     assert all(torch.equal(head["auto"][k], head["float32"][k]) for k in head["auto"])
     assert not all(torch.equal(head["auto"][k], head["bfloat16"][k]) for k in head["auto"])
+
+
+def test_the_trained_weights_do_not_depend_on_the_cores_granted(tmp_path, monkeypatch):
+    """Before, the training job ran with the threads Snakemake granted it (--threads {threads}, capped by
+    --cores), and float reductions split over 1 or 2 threads gave other weights: the demo's fan AUROC moved
+    from 0.8325 to 0.8638 between --cores 1 and --cores 2. Now the thread count is a fixed, recorded
+    execution setting: EAT_ASD_TRAIN_THREADS, else every CPU the process may use."""
+    from eat_asd.cli import TRAIN_THREADS_ENV, main
+    from eat_asd.runtime import available_cpus
+
+    machines = ["fan", "gearbox", "pump"]
+    assert main(["demo", str(tmp_path / "demo"), "--seconds", "2.0", "--train-source", "8", "--train-target", "2",
+                 "--test-per-cell", "2"]) == 0
+    config = tmp_path / "c.yaml"  # 2-s clips: large enough that 1 and 2 threads reduce in another order
+    config.write_text("data_root: unused\nfeatures: {target_frames: 208}\n"
+                      "train: {epochs: 1, lr: 0.003, loss: arcface, batch_size: 8}\n")
+    for m in machines:
+        assert main(["discover", str(tmp_path / "demo" / "data"), "--machine", m, "--out", str(tmp_path / f"{m}.csv")]) == 0
+        assert main(["features", "--config", str(config), "--manifest", str(tmp_path / f"{m}.csv"),
+                     "--out", str(tmp_path / f"{m}.safetensors")]) == 0
+
+    def train(out, *extra):
+        assert main(["train", "--config", str(config), "--encoder", str(tmp_path / "demo" / "encoder"), "--device", "cpu",
+                     "--features", *[str(tmp_path / f"{m}.safetensors") for m in machines],
+                     "--manifests", *[str(tmp_path / f"{m}.csv") for m in machines], "--out", str(tmp_path / out), *extra]) == 0
+        summary = json.loads((tmp_path / out / "summary.json").read_text())
+        return load_file(str(tmp_path / out / "encoder" / "model.safetensors")), summary
+
+    monkeypatch.delenv(TRAIN_THREADS_ENV, raising=False)
+    runs = []
+    for granted in (1, 2):  # what a job inherits from Snakemake's --cores (OMP_NUM_THREADS, torch's default)
+        torch.set_num_threads(granted)
+        runs.append(train(f"granted{granted}"))
+    (a, summary_a), (b, summary_b) = runs
+    assert summary_a["torch_threads"] == summary_b["torch_threads"] == available_cpus()
+    assert summary_a["torch_version"] == torch.__version__
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    monkeypatch.setenv(TRAIN_THREADS_ENV, "1")
+    _, summary = train("env1")
+    assert summary["torch_threads"] == 1
+    torch.set_num_threads(2)

@@ -219,3 +219,14 @@ def test_global_bank_score_jobs_read_every_machines_embeddings(tmp_path):
         assert {f"results/embeddings/{m}.npz" for m in MACHINES} <= inputs[machine]
         assert {f"results/manifests/{m}.train.csv" for m in MACHINES} <= inputs[machine]
     assert [p for p in inputs["pump"] if p.startswith("results/embeddings/")] == ["results/embeddings/pump.npz"]
+
+
+def test_the_training_command_does_not_depend_on_the_cores(demo_run):
+    """Before, the training job got `--threads {threads}`, capped by --cores: other cores, other weights."""
+    workdir, _, _ = demo_run
+    commands = []
+    for cores in ("1", "2"):
+        text = snakemake(workdir, "-n", "-p", "--forcerun", "train_encoder", "--cores", cores).stdout
+        (command,) = [line for line in text.splitlines() if line.strip().startswith("eat-asd train ")]
+        commands.append(command)
+    assert commands[0] == commands[1] and "--threads" not in commands[0]

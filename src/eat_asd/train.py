@@ -296,7 +296,9 @@ def train_encoder(encoder_source: str | Path, data: TrainingData, settings: Trai
     summary = dict(mode=settings.mode, encoder=str(encoder_source), encoder_hub_id=origin.hub_id,
                    encoder_local_path=origin.local_path, encoder_revision=revision, encoder_commit=origin.commit,
                    classes=len(data.classes), granularity=data.granularity, pooling=settings.pooling,
-                   n_train=int(len(tr_idx)), n_val=int(len(va_idx)), settings=asdict(settings))
+                   n_train=int(len(tr_idx)), n_val=int(len(va_idx)), settings=asdict(settings),
+                   # what else the weights depend on: the reductions' thread count, the torch version, the device
+                   torch_threads=torch.get_num_threads(), torch_version=torch.__version__)
     if settings.mode == "frozen":
         save_eat(base, out_dir / "encoder")
         write_csv(out_dir / "train_log.csv", pd.DataFrame(columns=LOG_COLUMNS))
