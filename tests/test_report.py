@@ -92,6 +92,8 @@ def test_report_leads_with_the_official_score_and_names_left_out_values(tmp_path
     table, means, summary, notes = dcase_metrics(frame)
     auroc = pd.DataFrame({"machine_type": ["fan", "overall"], "auroc": [0.9, 0.9], "n_normal": [45, 45], "n_anomaly": [45, 45]})
     decisions = pd.DataFrame({"machine_type": ["fan"], "section": ["00"], "n_test": [90], "n_flagged": [40]})
+    (tmp_path / "tables").mkdir()
+    table.to_csv(tmp_path / "tables" / "dcase_metrics.csv")  # links name files that are there
     html_report(tmp_path / "r.html", auroc, table, means, decisions, dict(summary, evaluation_only=False), notes, {},
                 {}, {"Result table (CSV)": str(tmp_path / "tables" / "dcase_metrics.csv")})
     page = (tmp_path / "r.html").read_text()
@@ -135,3 +137,33 @@ def test_written_scores_read_back_without_new_ties(tmp_path):
     assert np.array_equal(back, scores)
     (path,) = [p for p in write_submission(table, tmp_path / "sub") if p.name.startswith("anomaly_score")]
     assert np.array_equal(read_submission(path)["value"].to_numpy(), scores)
+
+
+def test_report_as_the_workflow_calls_it_has_no_dead_links_nor_na(tmp_path, monkeypatch):
+    """Before, the report's Markdown links pointed to ../dcase_metrics.md, ../dcase_summary.md and ../auroc.md
+    (the working folder, not the tables folder), and the mean rows showed <NA> for their clip counts."""
+    import re
+
+    from eat_asd.cli import main
+    from eat_asd.stages import Tables, aggregate
+
+    rng = np.random.default_rng(0)
+    results = tmp_path / "results"
+    scores = scores_frame(rng, domains=("source", "target")).assign(filename=lambda f: [f"c{i}.wav" for i in range(len(f))],
+                                                                   attribute_string="")
+    (results / "scores").mkdir(parents=True)
+    scores.to_csv(results / "scores" / "fan.csv", index=False)
+    tables = Tables.in_folder(results / "tables")
+    aggregate([results / "scores" / "fan.csv"], [], tables)
+    monkeypatch.chdir(tmp_path)  # the workflow's working folder: not where the tables are
+    assert main(["report", "--auroc", "results/tables/auroc.csv", "--dcase", "results/tables/dcase_metrics.csv",
+                 "--means", "results/tables/dcase_summary.csv", "--decisions", "results/tables/decisions.csv",
+                 "--summary", "results/tables/summary.json", "--results-dir", "results", "--out", "results/report.html"]) == 0
+    page = (results / "report.html").read_text()
+    links = re.findall(r"href='([^']+)'", page)
+    assert "tables/dcase_metrics.md" in links and "tables/auroc.md" in links and "tables/dcase_summary.md" in links
+    assert all((results / link).exists() for link in links), [link for link in links if not (results / link).exists()]
+    assert "&lt;NA&gt;" not in page and "<NA>" not in page
+    # every table scrolls sideways inside its own box rather than overflowing the page
+    assert page.count("<table") == page.count("<div class='scroll'><table")
+    assert "Precision: training n/a, embedding n/a" in page

@@ -202,6 +202,15 @@ def test_snakemake_report_includes_tables_and_plots(demo_run, tmp_path):
     snakemake(workdir, "--report", str(tmp_path / "report.html"))
     text = (tmp_path / "report.html").read_text(errors="replace")
     assert "auroc.csv" in text and "fan_roc.png" in text and "dcase_metrics.csv" in text
+    # captions that say what the run did: not "clips of auto machine types", no promised official-score row
+    assert "auto machine types" not in text and "every machine type found there" in text
+    assert "summary rows (official score" not in text
+
+
+def test_the_runs_last_lines_say_where_the_report_is(demo_run):
+    workdir, _, run = demo_run
+    last = (run.stdout + run.stderr).strip().splitlines()
+    assert any(line == f"eat-asd: report: {workdir / 'results' / 'report.html'}" for line in last[-15:]), last[-15:]
 
 
 def test_global_bank_score_jobs_read_every_machines_embeddings(tmp_path):

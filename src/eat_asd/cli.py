@@ -192,8 +192,8 @@ def _tables(args):
         default = getattr(tables, name)
         if isinstance(value, list):  # CSV and Markdown
             given[name] = tuple(map(Path, value))
-        elif value and isinstance(default, tuple):  # the CSV alone (what the report reads)
-            given[name] = (Path(value), default[1])
+        elif value and isinstance(default, tuple):  # the CSV alone (what the report reads): its Markdown lies beside it
+            given[name] = (Path(value), Path(value).with_suffix(".md"))
         elif value:
             given[name] = Path(value)
     return replace(tables, **given)

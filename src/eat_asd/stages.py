@@ -13,7 +13,7 @@ import pandas as pd
 from .errors import DataError
 from .data import PARTS, check_manifest, discover, read_manifest, training_clips
 from .io import atomic_path, discard_damaged, npz_damage, write_csv, write_json
-from .runtime import resolve_device
+from .runtime import resolve_device, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,16 @@ def embed(encoder: str | Path, feature_paths: list[str | Path], manifest_paths: 
     emb = np.concatenate(parts)
     clips = pd.concat(all_clips, ignore_index=True)
     roles = np.where(clips["split"].to_numpy() == "test", "test", "bank")
+    precision = resolve_precision(settings.precision, resolve_device(device))  # what embed_features ran in
     with atomic_path(out) as tmp, open(tmp, "wb") as f:
-        np.savez(f, embeddings=emb.astype(np.float32), keys=clips["key"].to_numpy(str), roles=roles)
+        np.savez(f, embeddings=emb.astype(np.float32), keys=clips["key"].to_numpy(str), roles=roles,
+                 precision=np.array(precision))
+
+
+def embedding_precision(path: str | Path) -> str | None:
+    """The precision an embeddings file was computed in (None for files written before it was recorded)."""
+    with np.load(path) as z:
+        return str(z["precision"]) if "precision" in z.files else None
 
 
 def read_embeddings(path: str | Path, manifest: pd.DataFrame,
@@ -164,6 +172,7 @@ def score(embeddings_path: str | Path, manifest_paths: list[str | Path], setting
     write_scores(table, scores_out)
     bank_machines = sorted({machine, *([] if other_meta is None else other_meta["machine"].astype(str))})
     write_json(info_out, dict(machine=machine, threshold=threshold, settings=asdict(settings), k_used=k_used,
+                              embedding_precision=embedding_precision(embeddings_path),
                               n_bank=len(bank_meta) + (0 if other_meta is None else len(other_meta)), bank_machines=bank_machines,
                               n_test=len(test_meta), train_scores=[float(s) for s in train_scores]))
     if roc_out is not None:
@@ -243,8 +252,9 @@ def aggregate(score_paths: list[str | Path], info_paths: list[str | Path], table
                 .astype({"n_normal": "Int64", "n_anomaly": "Int64"}).fillna({"section": ""}), *tables.dcase)
     write_table(means, *tables.means)
     write_table(decision_table(scores, info_paths), *tables.decisions)
+    precisions = sorted({p for p in (json.loads(Path(i).read_text()).get("embedding_precision") for i in info_paths) if p})
     result = dict(summary, overall_auroc=float(auroc.iloc[-1]["auroc"]), notes=notes + auroc_notes + dcase_notes,
-                  evaluation_only=evaluation_only)
+                  evaluation_only=evaluation_only, embedding_precision=", ".join(precisions) or None)
     write_json(tables.summary, result)
     log.info("official DCASE score %.4f, overall AUROC %.4f", result["official_score"], result["overall_auroc"])
     return result

@@ -29,7 +29,7 @@ from .encoder_source import hub_origin
 from .errors import TrainingError
 from .features import FeatureFile, FeatureSettings
 from .io import atomic_dir, atomic_path, write_csv, write_json
-from .runtime import autocast, resolve_device, to_device
+from .runtime import autocast, resolve_device, resolve_precision, to_device
 
 log = logging.getLogger(__name__)
 
@@ -298,7 +298,8 @@ def train_encoder(encoder_source: str | Path, data: TrainingData, settings: Trai
                    classes=len(data.classes), granularity=data.granularity, pooling=settings.pooling,
                    n_train=int(len(tr_idx)), n_val=int(len(va_idx)), settings=asdict(settings),
                    # what else the weights depend on: the reductions' thread count, the torch version, the device
-                   torch_threads=torch.get_num_threads(), torch_version=torch.__version__)
+                   torch_threads=torch.get_num_threads(), torch_version=torch.__version__,
+                   precision=resolve_precision(settings.precision, device, training=True))
     if settings.mode == "frozen":
         save_eat(base, out_dir / "encoder")
         write_csv(out_dir / "train_log.csv", pd.DataFrame(columns=LOG_COLUMNS))

@@ -112,6 +112,11 @@ onsuccess:
     ]
     for line in changed_summaries([f for f in feature_files if os.path.exists(f)]):
         print(f"eat-asd: features changed the clips of {line}")
+    # the last lines of the run: where to look
+    print(f"eat-asd: report: {os.path.abspath(f'{R}/report.html')}")
+    print(
+        f"eat-asd: result table: {os.path.abspath(f'{R}/tables/dcase_metrics.md')}"
+    )
 
 
 ALL_OUTPUTS = [f for m in MACHINES for f in submission_files(m)] + [
