@@ -239,3 +239,22 @@ def test_the_training_command_does_not_depend_on_the_cores(demo_run):
         (command,) = [line for line in text.splitlines() if line.strip().startswith("eat-asd train ")]
         commands.append(command)
     assert commands[0] == commands[1] and "--threads" not in commands[0]
+
+
+def test_a_plain_rerun_remakes_damaged_intermediate_files(demo_run):
+    """Before, a truncated embeddings file ended the score job in zipfile.BadZipFile without its name, and a
+    rerun failed the same way (Snakemake saw nothing missing); likewise a truncated feature file."""
+    workdir, _, _ = demo_run
+    r = workdir / "results"
+    embeddings, features = r / "embeddings" / "pump.npz", r / "features" / "gearbox.test.safetensors"
+    for path in (embeddings, features):
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    before = pd.read_csv(r / "scores" / "pump.csv")
+    out = snakemake(workdir, "--cores", "2")
+    said = out.stdout + out.stderr
+    for path in (embeddings, features):
+        assert f"eat-asd: {path.relative_to(workdir)}: " in said and "removed it, so that the next run computes it again" in said
+    assert "features" in planned_jobs(said) and planned_jobs(said)["embed"] == 2 and "train_encoder" not in planned_jobs(said)
+    with np.load(embeddings) as z:
+        assert len(z["keys"]) == len(z["embeddings"])
+    pd.testing.assert_frame_equal(pd.read_csv(r / "scores" / "pump.csv"), before)  # the same scores again
