@@ -240,7 +240,7 @@ def html_report(out: str | Path, auroc: pd.DataFrame, dcase: pd.DataFrame, means
 
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>eat-asd report</title><style>",
-        "body{font-family:system-ui,sans-serif;margin:2em auto;padding:0 1em;max-width:1200px;color:#222}"
+        "body{font-family:system-ui,sans-serif;margin:2em auto;padding:0 1em;max-width:1360px;color:#222}p{max-width:75em}"
         ".scroll{overflow-x:auto;max-width:100%}"
         "table.t{border-collapse:collapse;margin:.5em 0;font-size:.85em}"
         "table.t td,table.t th{border:1px solid #ccc;padding:2px 5px;text-align:right;white-space:nowrap}"
