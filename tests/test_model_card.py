@@ -154,6 +154,10 @@ def test_publish_refuses_incomplete_folders(encoder_folder, tmp_path, caplog):
     with pytest.raises(PublishError, match="no auto_map"):
         upload_plan(folder, "me/eat")
     (folder / "config.json").write_text(json.dumps(config))
+    adapter = tmp_path / "lora_adapter"
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "/home/me/models/eat"}))
+    with pytest.raises(PublishError, match="base_model_name_or_path is the local path /home/me/models/eat"):
+        upload_plan(folder, "me/eat", adapter)  # never uploaded
     with pytest.raises(PublishError, match="not a peft adapter"):
         upload_plan(tmp_path / "encoder", "me/eat", tmp_path)
 

@@ -40,6 +40,11 @@ def upload_plan(encoder_dir: str | Path, repo_id: str, adapter_dir: str | Path |
         adapter_dir = Path(adapter_dir)
         if not (adapter_dir / "adapter_config.json").is_file():
             raise PublishError(f"{adapter_dir / 'adapter_config.json'}: missing (not a peft adapter folder)")
+        base = json.loads((adapter_dir / "adapter_config.json").read_text()).get("base_model_name_or_path") or ""
+        if Path(base).is_absolute() or base.startswith(("~", ".")):
+            # adapters written before the base was named neutrally: the path would be published
+            raise PublishError(f"{adapter_dir / 'adapter_config.json'}: base_model_name_or_path is the local path {base}; "
+                               "set it to the base's Hub id or folder name before publishing")
         plan += [(p, f"{ADAPTER_IN_REPO}/{p.relative_to(adapter_dir).as_posix()}") for p in _files(adapter_dir)]
     return plan
 
