@@ -182,3 +182,22 @@ def test_manifest_names_every_truncated_clip_at_once(tmp_path):
     with pytest.raises(AudioError, match="2 of 3 clip") as err:
         discover(tmp_path / "data")
     assert "normal_0000.wav: truncated" in str(err.value) and "normal_0002.wav: truncated" in str(err.value)
+
+
+def test_padding_up_to_the_next_patch_is_expected_not_a_warning(tmp_path, caplog):
+    """Before, the demo's 2-s clips (198 frames, padded to target_frames 208, the next multiple of the 16-frame
+    patch) gave one orange warning per feature file in the report: six for a run that did nothing unusual."""
+    from eat_asd.audio_notes import changed_summaries, read_audio_notes
+    from eat_asd.features import FeatureSettings, build_feature_file
+
+    clip = str(write_tone(tmp_path / "two_seconds.wav", 2.0))
+    for target, notable in ((208, False), (224, True)):  # 10 frames of zeros; 26 frames: more than a patch
+        out = tmp_path / f"f{target}.safetensors"
+        caplog.clear()
+        with caplog.at_level("INFO"):
+            build_feature_file([clip], ["a"], FeatureSettings(target_frames=target), out)
+        notes = read_audio_notes(out)
+        assert notes.padded == 1 and notes.shortest_frames == 198
+        assert notes.changed is notable and bool(changed_summaries([out])) is notable
+        (record,) = [r for r in caplog.records if out.name in r.getMessage()]
+        assert record.levelname == ("WARNING" if notable else "INFO")

@@ -135,3 +135,28 @@ def test_overrides_share_the_global_definitions_but_not_their_defaults():
     assert config["scoring"]["k"] == 1
     with pytest.raises(ConfigError, match="overrides.fan.scoring.k"):
         validate_config({"data_root": ".", "overrides": {"fan": {"scoring": {"k": 0}}}})
+
+
+def test_every_schema_key_has_a_description():
+    """The README sends readers to the schema for every key's meaning; about 35 keys had none."""
+    from eat_asd.config import _resolve, _schema
+
+    schema = _schema()
+    undescribed = []
+
+    def walk(prefix, node):
+        node = _resolve(node, schema)
+        for branch in [b for b in node.get("oneOf", []) if b.get("type") == "object"] or [node]:
+            for key, sub in branch.get("properties", {}).items():
+                target = _resolve(sub, schema)
+                if not (sub.get("description") or target.get("description", "")).strip():
+                    undescribed.append(prefix + key)
+                if ("properties" in target or isinstance(target.get("additionalProperties"), dict)
+                        or any("properties" in b for b in target.get("oneOf", []))):
+                    walk(f"{prefix}{key}.", target)
+            extra = branch.get("additionalProperties")
+            if isinstance(extra, dict):
+                walk(f"{prefix}<name>.", extra)
+
+    walk("", schema)
+    assert not undescribed, f"schema keys without a description: {undescribed}"

@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from eat_asd import features as feat
+from eat_asd.errors import DamagedFileError
 from eat_asd.features import FeatureFile, FeatureSettings, StaleFeaturesError, build_feature_file, compute_features
 from eat_asd.io import write_safetensors_rows
 
@@ -63,9 +64,26 @@ def test_building_holds_one_block_of_features(tmp_path, monkeypatch):
     assert peak < 4 * 2**20, f"peak {peak / 2**20:.1f} MB while writing 40 MB"
 
 
+def test_a_damaged_feature_file_names_its_missing_rows_and_is_removed(tmp_path, wavs):
+    """Before, a truncated feature file named the rows asked for (not the ones missing) and stayed, so a rerun
+    failed the same way; now it names the rows it lacks and is removed, so the next run computes it again."""
+    out = tmp_path / "f.safetensors"
+    build_feature_file(wavs, [f"k{i}" for i in range(5)], FS, out)
+    row = FS.target_frames * 128 * 4
+    whole = out.read_bytes()
+    out.write_bytes(whole[: len(whole) - 2 * row - row // 2])  # rows 0 and 1 complete, 2 cut, 3 and 4 gone
+    with pytest.raises(DamagedFileError, match=r"truncated: .* 2 of its 5 rows complete \(rows 2..4 missing\)"):
+        FeatureFile(out)
+    assert not out.exists()
+    out.write_bytes(whole[:6])  # not even the header's length
+    with pytest.raises(DamagedFileError, match="f.safetensors: not a readable safetensors file"):
+        FeatureFile(out)
+    assert not out.exists()
+
+
 def test_bad_files_are_named(tmp_path, wavs):
     (tmp_path / "junk.safetensors").write_bytes(b"\x05\x00\x00\x00\x00\x00\x00\x00{oops")
-    with pytest.raises(ValueError, match="junk.safetensors: not a safetensors file"):
+    with pytest.raises(ValueError, match="junk.safetensors: not a readable safetensors file"):
         FeatureFile(tmp_path / "junk.safetensors")
     save_file({"other": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
     with pytest.raises(StaleFeaturesError, match="other.safetensors: not a feature file"):
@@ -73,8 +91,10 @@ def test_bad_files_are_named(tmp_path, wavs):
     out = tmp_path / "f.safetensors"
     build_feature_file(wavs, [f"k{i}" for i in range(5)], FS, out)
     out.write_bytes(out.read_bytes()[:-100])
-    with pytest.raises(StaleFeaturesError, match="truncated"):
+    with pytest.raises(DamagedFileError, match=r"f.safetensors: truncated: .* 4 of its 5 rows complete \(rows 4..4 missing\); "
+                                               "removed it, so that the next run computes it again"):
         FeatureFile(out).read([4])
+    assert not out.exists()
     with pytest.raises(ValueError, match="3 rows written, 4 announced"):
         write_safetensors_rows(tmp_path / "short.safetensors", "x", (2,), 4, [np.zeros((3, 2))], {})
     assert not (tmp_path / "short.safetensors").exists() and not list(tmp_path.glob(".*tmp"))

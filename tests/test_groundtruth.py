@@ -107,3 +107,19 @@ def test_results_code_does_not_load_torch():
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("folder", ["ground_truth_data", "ground_truth_domain", "ground_truth_attributes"])
+def test_a_clip_listed_twice_is_refused(tmp_path, ground_truth_writer, folder):
+    # the last row used to win: a clip listed again with the other label or domain silently flipped
+    truth = labelled_scores()
+    names = ground_truth_writer(truth, tmp_path)
+    path = tmp_path / folder / "ground_truth_fan_section_00_test.csv"
+    first = path.read_text().splitlines()[0]
+    name, value = first.split(",", 1)
+    flipped = {"0": "1", "1": "0"}.get(value, value)
+    path.write_text(path.read_text() + f"{name},{flipped}\n")
+    n_rows = len(path.read_text().splitlines())
+    with pytest.raises(DataError, match=rf"{folder}/ground_truth_fan_section_00_test.csv: clip {name} is listed twice "
+                                        rf"\(rows 1 and {n_rows}\)"):
+        apply_ground_truth(unlabeled(truth, names), tmp_path, "fan")

@@ -13,7 +13,7 @@ from eat_asd.cli import main
 from eat_asd.model_card import encoder_card, write_encoder_card
 from eat_asd.publish import PublishError, publish, upload_plan
 
-CONFIG = {"data_root": "data/dcase2024/dev_data", "encoder": "worstchan/EAT-base_epoch30_pretrain",
+CONFIG = {"data_root": "data/dcase2024/dev_data", "encoder": "worstchan/EAT-base_epoch30_pretrain", "features": {"target_frames": 1024},
           "scoring": {"k": 1, "bank_split": "all", "domain_strategy": "pooled"}, "embedding": {"pooling": "cls"}}
 COMMAND = "snakemake --cores 8 --configfile config/recipes/seed_recipe.yaml"
 
@@ -52,14 +52,41 @@ def test_encoder_card_holds_data_settings_results_and_command(run_files):
     meta = yaml.safe_load(card.split("---\n")[1])
     assert meta["library_name"] == "transformers" and meta["base_model"] == "worstchan/EAT-base_epoch30_pretrain"
     metrics = {m["type"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
-    assert metrics == {"official_score": 0.61234, "auroc": 0.7}
+    assert metrics == {"official_score": 0.6123, "auroc": 0.7}  # rounded as the text shows them
+    assert meta["license"] == "mit" and meta["model-index"][0]["results"][0]["dataset"]["name"] == "dcase2024 dev_data"
     body = card.split("---\n", 2)[2]
     assert "Official DCASE score: 0.6123" in body and f"```bash\n{COMMAND}\n```" in body
     assert "AUC(source) 0.6500, AUC(target) 0.5800, pAUC 0.5500" in body
     assert "| fan | 0.8125 |" in body and "| pump | 0.5900 |" in body  # per-machine results
     assert "Machine types: fan, pump" in body and "| fan | 990 | 10 | 50 | 50 | 50 | 50 |" in body  # clips per domain
     assert "| machine_type | train source normal | train target normal | test source anomaly |" in body
-    assert '| lr_schedule | "constant" |' in body and "bank split `all`" in body and "revision `" + "c" * 40 in body
+    assert "| lr_schedule | constant |" in body and "| lr | 0.0001 |" in body  # readable, not JSON
+    assert "bank split `all`" in body and "revision `" + "c" * 40 in body
+    assert "zero-padded or cropped to 1024 frames" in body and "(fbank - (-4.268)) / (4.569 * 2)" in body
+
+
+def test_names_from_data_and_config_cannot_become_html(run_files, tmp_path):
+    """Before, an encoder folder named with a backtick broke out of inline code and rendered a live <img onerror>;
+    a local base had no note, and the data set was named after its last folder ("data")."""
+    from markdown_it import MarkdownIt
+
+    summary, auroc, training, manifests = run_files
+    evil = "enc`<img src=x onerror=alert(1)>`"
+    training.write_text(json.dumps(dict(mode="lora", encoder=f"models/{evil}", encoder_hub_id=None,
+                                        encoder_local_path=f"/home/me/models/{evil}", classes="<b>2</b>",
+                                        granularity="machine", settings=dict(target_modules=["qkv", "proj"], lr=0.003))))
+    config = {**CONFIG, "data_root": "data", "encoder": f"models/{evil}",
+              "scoring": {"k": 1, "bank_split": "<script>x</script>", "domain_strategy": "`pooled"}}
+    card = encoder_card(summary, auroc, training, manifests, config, "snakemake --config x='```\n<img src=y onerror=z>'")
+    meta = yaml.safe_load(card.split("---\n")[1])
+    assert "base_model" not in meta and meta["model-index"][0]["results"][0]["dataset"]["name"] == "DCASE Task 2 data"
+    page = MarkdownIt("commonmark").render(card.split("---\n", 2)[2])
+    assert "<img" not in page and "<script" not in page and "<b>" not in page
+    assert "enc`&lt;img src=x onerror=alert(1)&gt;`" in page  # shown as written, as code
+    assert "not a Hugging Face Hub model" in card and "/home/me" not in card
+    assert "| target_modules | qkv, proj |" in card and "| lr | 0.003 |" in card
+    demo = encoder_card(summary, auroc, training, manifests, {**config, "demo": {"seed": 0}}, "cmd")
+    assert "synthetic demo" in yaml.safe_load(demo.split("---\n")[1])["model-index"][0]["results"][0]["dataset"]["name"]
 
 
 def test_card_writer_imports_no_torch(run_files, tmp_path):
@@ -127,5 +154,39 @@ def test_publish_refuses_incomplete_folders(encoder_folder, tmp_path, caplog):
     with pytest.raises(PublishError, match="no auto_map"):
         upload_plan(folder, "me/eat")
     (folder / "config.json").write_text(json.dumps(config))
+    adapter = tmp_path / "lora_adapter"
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "/home/me/models/eat"}))
+    with pytest.raises(PublishError, match="base_model_name_or_path is the local path /home/me/models/eat"):
+        upload_plan(folder, "me/eat", adapter)  # never uploaded
     with pytest.raises(PublishError, match="not a peft adapter"):
         upload_plan(tmp_path / "encoder", "me/eat", tmp_path)
+
+
+def test_publish_without_a_connection_is_one_line(encoder_folder, monkeypatch, caplog, capsys):
+    """Offline, `publish` used to end in the HTTP client's raw ConnectError traceback."""
+    folder, adapter = encoder_folder
+    monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token")
+    monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    from huggingface_hub import HfApi
+
+    with pytest.raises(PublishError, match=r"me/eat: upload to the Hugging Face Hub \(http://127.0.0.1:9\) failed: ConnectError"):
+        publish(folder, "me/eat", adapter_dir=adapter, api=HfApi(endpoint="http://127.0.0.1:9"))
+    assert main(["publish", "--repo-id", "me/eat", "--encoder", str(folder)]) == 1
+    (error,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert error.getMessage().startswith("publish: me/eat: upload to the Hugging Face Hub") and "\n" not in error.getMessage()
+    assert not error.exc_info and "Traceback" not in capsys.readouterr().err
+
+
+def test_a_local_encoder_names_the_hub_model_it_came_from(tmp_path, reference):
+    import shutil
+
+    from eat_asd.encoder_source import hub_origin
+
+    snapshot = tmp_path / "hub" / "models--worstchan--EAT-base_epoch30_pretrain" / "snapshots" / ("a" * 40)
+    shutil.copytree(reference / "eat_tiny", snapshot)
+    assert hub_origin(snapshot) == ("worstchan/EAT-base_epoch30_pretrain", "a" * 40)
+    folder = shutil.copytree(reference / "eat_tiny", tmp_path / "mine")
+    assert hub_origin(folder) == (None, None)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "_name_or_path": "worstchan/EAT-large_epoch20_pretrain"}))
+    assert hub_origin(folder) == ("worstchan/EAT-large_epoch20_pretrain", None)

@@ -1,10 +1,13 @@
 """Planning refuses, before any job runs, settings and inputs the later jobs cannot honour."""
 
+import json
+import shutil
 import subprocess
 import sys
 
 import pytest
 
+from conftest import REFERENCE
 from eat_asd.config import ConfigError, validate_config
 from eat_asd.data import DataError
 from eat_asd.plan import plan_workflow
@@ -27,9 +30,10 @@ def make_data(root, banks, test_sections=("00",)):
 
 
 def make_encoder(folder, files=("config.json", "model.safetensors")):
+    """The reference tiny encoder's files (planning reads the config and the weights' header)."""
     folder.mkdir(parents=True, exist_ok=True)
     for name in files:
-        (folder / name).write_text("{}")
+        shutil.copy(REFERENCE / "eat_tiny" / name, folder / name)
     return folder
 
 
@@ -116,6 +120,41 @@ def test_hub_id_offline_must_be_in_the_local_cache(tmp_path, monkeypatch):
         plan_workflow(config(tmp_path / "no_weights", encoder="worstchan/EAT-base_epoch30_pretrain"))
     make_encoder(repo / "snapshots" / "abc123")
     plan_workflow(config(tmp_path / "cached", encoder="worstchan/EAT-base_epoch30_pretrain"))
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c.pop("num_heads"), r"config.json lacks num_heads \(the attention heads per block\)"),
+    (lambda c: c.pop("embed_dim"), r"config.json lacks embed_dim \(the width of the tokens\)"),
+    (lambda c: c.update(embed_dim=128, num_heads=8), r"config.json does not fit model.safetensors: embed_dim 128 gives "
+                                                      r"extra_tokens \[1, 1, 128\], the weights hold \[1, 1, 64\]"),
+    (lambda c: c.update(depth=3), r"depth 3, the weights hold 2 block\(s\) numbered 0..1"),
+    (lambda c: c.update(mlp_ratio=2.0), r"embed_dim, mlp_ratio gives blocks.0.mlp.fc1.weight \[128, 64\], the weights hold \[256, 64\]"),
+    (lambda c: c.update(num_heads=5), "embed_dim 64 is not a multiple of num_heads 5"),
+    (lambda c: c.update(max_length=64), r"fixed_positional_encoder.positions \[1, 512, 64\], the weights hold \[1, 256, 64\]"),
+], ids=["no-num_heads", "no-embed_dim", "embed_dim", "depth", "mlp_ratio", "heads", "max_length"])
+def test_encoder_config_is_checked_against_its_weights_at_planning(tmp_path, edit, message):
+    """Before, a config.json without num_heads loaded with the default 12 (outputs off by 1e-3), and one without
+    embed_dim failed in the training job, after every features job, with shapes that never named the key."""
+    folder = make_encoder(tmp_path / "enc")
+    plan_workflow(config(tmp_path / "ok", encoder=str(folder)))
+    values = json.loads((folder / "config.json").read_text())
+    edit(values)
+    (folder / "config.json").write_text(json.dumps(values))
+    with pytest.raises(ConfigError, match=rf"encoder = {folder}: .*{message}"):
+        plan_workflow(config(tmp_path, encoder=str(folder)))
+
+
+def test_an_encoder_config_without_an_architecture_key_does_not_load(reference, tmp_path):
+    """The same check where the encoder is loaded (the CLI without the workflow)."""
+    from eat_asd.eat import load_eat
+    from eat_asd.errors import CheckpointError
+
+    folder = make_encoder(tmp_path / "enc")
+    values = json.loads((folder / "config.json").read_text())
+    del values["num_heads"]
+    (folder / "config.json").write_text(json.dumps(values))
+    with pytest.raises(CheckpointError, match=r"config.json: lacks num_heads"):
+        load_eat(folder)
 
 
 def test_demo_plans_before_its_data_and_encoder_exist(tmp_path):

@@ -35,6 +35,18 @@ def test_without_snakemake_block_runs_on_the_demo(tmp_path):
     assert auroc["machine_type"].tolist() == ["fan", "pump", "overall"]
     assert (tmp_path / "eval" / "submission" / "anomaly_score_fan_section_00_test.csv").is_file()
     assert (tmp_path / "trained" / "encoder" / "model.safetensors").is_file()
+    # the PEFT snippet of "Sharing the model", as written, with the demo's base encoder and this adapter, in a
+    # Python that has not imported eat_asd (before, it lacked trust_remote_code=True and raised ValueError)
+    section = (REPO / "README.md").read_text().split("## Sharing the model\n", 1)[1].split("\n## ", 1)[0]
+    (snippet,) = [b for b in re.findall(r"```python\n(.*?)```", section, re.S) if "PeftModel" in b]
+    adapter_base = yaml.safe_load((tmp_path / "trained" / "lora_adapter" / "adapter_config.json").read_text())
+    assert adapter_base["base_model_name_or_path"] == "encoder"  # the local base's folder name, not its path
+    snippet = snippet.replace('"worstchan/EAT-base_epoch30_pretrain"', '"demo/encoder"').replace(
+        '"results/encoder/lora_adapter"', '"trained/lora_adapter"')
+    out = subprocess.run([sys.executable, "-c", snippet + "\nassert 'eat_asd' not in __import__('sys').modules\n"
+                          "import torch\nprint(model(torch.zeros(1, 1, 208, 128)).last_hidden_state.shape)"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
 
 
 def readme_config_keys() -> set[str]:

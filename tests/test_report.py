@@ -92,6 +92,8 @@ def test_report_leads_with_the_official_score_and_names_left_out_values(tmp_path
     table, means, summary, notes = dcase_metrics(frame)
     auroc = pd.DataFrame({"machine_type": ["fan", "overall"], "auroc": [0.9, 0.9], "n_normal": [45, 45], "n_anomaly": [45, 45]})
     decisions = pd.DataFrame({"machine_type": ["fan"], "section": ["00"], "n_test": [90], "n_flagged": [40]})
+    (tmp_path / "tables").mkdir()
+    table.to_csv(tmp_path / "tables" / "dcase_metrics.csv")  # links name files that are there
     html_report(tmp_path / "r.html", auroc, table, means, decisions, dict(summary, evaluation_only=False), notes, {},
                 {}, {"Result table (CSV)": str(tmp_path / "tables" / "dcase_metrics.csv")})
     page = (tmp_path / "r.html").read_text()
@@ -109,3 +111,59 @@ def test_markdown_table_formats_numbers_and_missing_values():
 def test_small_numbers_keep_significant_digits():
     table = markdown_table(pd.DataFrame({"machine_type": ["fan"], "threshold": [6.5e-7], "auroc": [0.0]}))
     assert table.splitlines()[-1] == "| fan | 6.5e-07 | 0.0000 |"
+
+
+def test_written_scores_read_back_without_new_ties(tmp_path):
+    """A bank of near-identical normals gives kNN distances around 1e-5; with 8 decimals the score table
+    and the submission files kept 3-4 significant digits, and clips the in-memory scores rank apart tied."""
+    from eat_asd.report import read_submission, write_scores, write_submission
+    from eat_asd.scoring import ScoreSettings, score_machine
+    from eat_asd.stages import read_scores
+
+    rng = np.random.default_rng(0)
+    centre = rng.normal(size=64)
+    bank = (centre + 3e-3 * rng.normal(size=(20, 64))).astype(np.float32)
+    test = (centre + 3e-3 * rng.normal(size=(40, 64))).astype(np.float32)
+    meta = lambda n, split: pd.DataFrame(dict(filename=[f"{split}_{i:04d}.wav" for i in range(n)], machine="fan",  # noqa: E731
+                                              section="00", domain="source", label="normal", attribute_string=""))
+    # the mean over k neighbours: finer steps than one float32 cosine distance has
+    table, *_ = score_machine(bank, meta(20, "train"), test, meta(40, "test"), ScoreSettings(k=10))
+    scores = table["score"].to_numpy()
+    distinct = len(np.unique(scores))
+    assert scores.max() < 1e-4 and distinct > 30  # near-identical clips, nearly all apart in memory
+    assert len(np.unique(np.round(scores, 8))) < distinct  # what 8 decimals kept: new ties
+    write_scores(table, tmp_path / "fan.csv")
+    back = read_scores(tmp_path / "fan.csv")["score"].to_numpy()
+    assert np.array_equal(back, scores)
+    (path,) = [p for p in write_submission(table, tmp_path / "sub") if p.name.startswith("anomaly_score")]
+    assert np.array_equal(read_submission(path)["value"].to_numpy(), scores)
+
+
+def test_report_as_the_workflow_calls_it_has_no_dead_links_nor_na(tmp_path, monkeypatch):
+    """Before, the report's Markdown links pointed to ../dcase_metrics.md, ../dcase_summary.md and ../auroc.md
+    (the working folder, not the tables folder), and the mean rows showed <NA> for their clip counts."""
+    import re
+
+    from eat_asd.cli import main
+    from eat_asd.stages import Tables, aggregate
+
+    rng = np.random.default_rng(0)
+    results = tmp_path / "results"
+    scores = scores_frame(rng, domains=("source", "target")).assign(filename=lambda f: [f"c{i}.wav" for i in range(len(f))],
+                                                                   attribute_string="")
+    (results / "scores").mkdir(parents=True)
+    scores.to_csv(results / "scores" / "fan.csv", index=False)
+    tables = Tables.in_folder(results / "tables")
+    aggregate([results / "scores" / "fan.csv"], [], tables)
+    monkeypatch.chdir(tmp_path)  # the workflow's working folder: not where the tables are
+    assert main(["report", "--auroc", "results/tables/auroc.csv", "--dcase", "results/tables/dcase_metrics.csv",
+                 "--means", "results/tables/dcase_summary.csv", "--decisions", "results/tables/decisions.csv",
+                 "--summary", "results/tables/summary.json", "--results-dir", "results", "--out", "results/report.html"]) == 0
+    page = (results / "report.html").read_text()
+    links = re.findall(r"href='([^']+)'", page)
+    assert "tables/dcase_metrics.md" in links and "tables/auroc.md" in links and "tables/dcase_summary.md" in links
+    assert all((results / link).exists() for link in links), [link for link in links if not (results / link).exists()]
+    assert "&lt;NA&gt;" not in page and "<NA>" not in page
+    # every table scrolls sideways inside its own box rather than overflowing the page
+    assert page.count("<table") == page.count("<div class='scroll'><table")
+    assert "Precision: training n/a, embedding n/a" in page

@@ -263,6 +263,15 @@ def test_snakemake_report_includes_tables_and_plots(demo_run, tmp_path):
     snakemake(workdir, "--report", str(tmp_path / "report.html"))
     text = (tmp_path / "report.html").read_text(errors="replace")
     assert "auroc.csv" in text and "fan_roc.png" in text and "dcase_metrics.csv" in text
+    # captions that say what the run did: not "clips of auto machine types", no promised official-score row
+    assert "auto machine types" not in text and "every machine type found there" in text
+    assert "summary rows (official score" not in text
+
+
+def test_the_runs_last_lines_say_where_the_report_is(demo_run):
+    workdir, _, run = demo_run
+    last = run.stdout.strip().splitlines()[-2:]  # what the run prints last (Snakemake's own log is on stderr)
+    assert last[0] == f"eat-asd: report: {workdir / 'results' / 'report.html'}", last
 
 
 def test_global_bank_score_jobs_read_every_machines_embeddings(tmp_path):
@@ -280,3 +289,38 @@ def test_global_bank_score_jobs_read_every_machines_embeddings(tmp_path):
         assert {f"results/embeddings/{m}.npz" for m in MACHINES} <= inputs[machine]
         assert {f"results/manifests/{m}.train.csv" for m in MACHINES} <= inputs[machine]
     assert [p for p in inputs["pump"] if p.startswith("results/embeddings/")] == ["results/embeddings/pump.npz"]
+
+
+def test_the_training_command_does_not_depend_on_the_cores(demo_run):
+    """Before, the training job got `--threads {threads}`, capped by --cores: other cores, other weights."""
+    workdir, _, _ = demo_run
+    commands = []
+    for cores in ("1", "2"):
+        out = snakemake(workdir, "-n", "-p", "--forcerun", "train_encoder", "--cores", cores)
+        (command,) = [line for line in (out.stdout + out.stderr).splitlines() if "eat-asd train " in line]
+        commands.append(command)
+    assert commands[0] == commands[1] and "--threads" not in commands[0]
+
+
+def test_a_plain_rerun_remakes_damaged_intermediate_files(demo_run, tmp_path):
+    """Before, a truncated embeddings file ended the score job in zipfile.BadZipFile without its name, and every
+    rerun failed the same way (Snakemake saw the file, so it never remade it); likewise a truncated feature
+    file. Now planning names and removes them, and the jobs that need them remake them."""
+    workdir = tmp_path / "wf"
+    shutil.copytree(demo_run[0], workdir, symlinks=True)  # a copy: the other tests keep the demo run as it is
+    r = workdir / "results"
+    embeddings, features = r / "embeddings" / "pump.npz", r / "features" / "gearbox.test.safetensors"
+    for path in (embeddings, features):
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    # settings that need both files again: pump's scores and gearbox's embeddings
+    write_config(workdir, overrides={"pump": {"scoring": {"k": 2}}, "gearbox": {"embedding": {"pooling": "mean"}}})
+    out = snakemake(workdir, "--cores", "2")
+    said = out.stdout + out.stderr
+    for path in (embeddings, features):
+        assert f"eat-asd: {path.relative_to(workdir)}: " in said
+    assert said.count("removed it, so that the next run computes it again") == 2
+    jobs = planned_jobs(said)
+    assert jobs["features"] == 1 and jobs["embed"] == 2 and "train_encoder" not in jobs
+    with np.load(embeddings) as z:
+        assert len(z["keys"]) == len(z["embeddings"])
+    assert "eat-asd: report: " in out.stdout

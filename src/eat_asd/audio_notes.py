@@ -48,9 +48,17 @@ class AudioNotes:
                 names.append(Path(path).name)
 
     @property
+    def notably_padded(self) -> bool:
+        """Whether a clip got a whole patch of zeros or more. target_frames is a multiple of the encoder's patch
+        (16 frames), so clips a little shorter are padded up to it as a rule (2-s clips: 198 frames to 208);
+        more padding means clips shorter than the rest, or than the target was chosen for."""
+        return bool(self.padded) and self.target_frames - (self.shortest_frames or 0) >= _patch_frames()
+
+    @property
     def changed(self) -> bool:
-        """Whether any clip was resampled, mixed down or padded (cropping long clips is the expected case)."""
-        return bool(self.resampled or self.mixed_down or self.padded)
+        """Whether any clip was resampled, mixed down or notably padded (cropping long clips, and padding
+        up to the next whole patch, are the expected cases)."""
+        return bool(self.resampled or self.mixed_down or self.notably_padded)
 
     def summary(self) -> str:
         """One line for the job log."""
@@ -70,6 +78,13 @@ class AudioNotes:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
+
+
+def _patch_frames() -> int:
+    """The step of features.target_frames (the encoder's patch length in frames), from the schema."""
+    from .config import section_schema
+
+    return int(section_schema("features")["properties"]["target_frames"]["multipleOf"])
 
 
 def read_audio_notes(feature_path: str | Path) -> AudioNotes | None:

@@ -18,6 +18,9 @@ from . import __version__
 from .data import PARTS
 
 DEVICE_ENV = "EAT_ASD_DEVICE"  # the device of every job that runs the encoder (auto: CUDA if present)
+# torch threads of training: the float reductions, and so the trained weights, depend on their number, so it
+# is fixed per machine (or by this variable), never the cores Snakemake grants the job (capped by --cores)
+TRAIN_THREADS_ENV = "EAT_ASD_TRAIN_THREADS"
 
 log = logging.getLogger("eat_asd")
 
@@ -77,15 +80,32 @@ def cmd_features(args):
     make_features(args.manifest, args.data_root, settings, args.out, args.batch_size, args.device)
 
 
+def train_threads(args) -> int:
+    """--threads, else $EAT_ASD_TRAIN_THREADS, else every CPU this process may use (the same on every run on
+    one machine, whatever --cores)."""
+    from .runtime import available_cpus
+
+    value = args.threads or os.environ.get(TRAIN_THREADS_ENV) or available_cpus()
+    try:
+        threads = int(value)
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        raise SystemExit(f"train: {TRAIN_THREADS_ENV} = {value!r}: expected a positive number of threads")
+    return threads
+
+
 def cmd_train(args):
     from dataclasses import replace
+
+    import torch
 
     from .config import feature_values, train_values
     from .features import FeatureSettings
     from .stages import train
     from .train import TrainSettings
 
-    _threads(args)
+    torch.set_num_threads(train_threads(args))
     if len(args.features) != len(args.manifests):
         raise SystemExit("train: give one --manifests file per --features file, in the same order")
     settings = _section_settings(args, TrainSettings, train_values)
@@ -176,8 +196,8 @@ def _tables(args):
         default = getattr(tables, name)
         if isinstance(value, list):  # CSV and Markdown
             given[name] = tuple(map(Path, value))
-        elif value and isinstance(default, tuple):  # the CSV alone (what the report reads)
-            given[name] = (Path(value), default[1])
+        elif value and isinstance(default, tuple):  # the CSV alone (what the report reads): its Markdown lies beside it
+            given[name] = (Path(value), Path(value).with_suffix(".md"))
         elif value:
             given[name] = Path(value)
     return replace(tables, **given)
@@ -241,11 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
         s.set_defaults(func=func)
         return s
 
-    def common(s, settings=True, device=False):
+    def common(s, settings=True, device=False, threads_help="CPU threads for torch"):
         s.add_argument("--config", help="workflow config file (YAML) to take settings from")
         if settings:
             s.add_argument("--settings", help="JSON of this stage's settings (overrides --config)")
-        s.add_argument("--threads", type=int, help="CPU threads for torch")
+        s.add_argument("--threads", type=int, help=threads_help)
         if device:
             # an execution setting, not part of the science config: the workflow's jobs take it from the environment
             s.add_argument("--device", default=os.environ.get(DEVICE_ENV, "auto"),
@@ -275,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=32, help="clips per fbank batch")
 
     s = add("train", cmd_train, "fine-tune the shared encoder on the training normals of all given machine types")
-    common(s, device=True)
+    common(s, device=True, threads_help=f"CPU threads for torch (default: ${TRAIN_THREADS_ENV}, else every CPU this process "
+                                           "may use); recorded in the summary: the trained weights depend on it")
     s.add_argument("--encoder", required=True, help="Hub id or local folder of the pre-trained EAT")
     s.add_argument("--encoder-revision", help="Hub branch, tag or commit of --encoder (default or empty: main)")
     s.add_argument("--features", nargs="+", required=True, help="feature files of the training machine types")

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .encoder_source import CONFIG_NAME, WEIGHTS_NAME, hub_offline, is_hub_id
+from .encoder_source import CONFIG_NAME, WEIGHTS_NAME, hub_offline, is_hub_id, missing_config_keys
 from .io import atomic_path
 from .errors import CheckpointError
 
@@ -326,7 +326,11 @@ def load_eat(source: str | os.PathLike = DEFAULT_ENCODER, revision: str | None =
     if not cfg_path.is_file():
         raise CheckpointError(f"{directory}: no {CONFIG_NAME}")
     try:
-        config = EATConfig.from_dict(json.loads(cfg_path.read_text()))
+        values = json.loads(cfg_path.read_text())
+        missing = missing_config_keys(values)
+        if missing:  # the defaults would load silently (num_heads) or fail later without naming the key
+            raise ValueError(f"lacks {', '.join(missing)}")
+        config = EATConfig.from_dict(values)
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"{cfg_path}: {err}") from err
     model = EAT(config)

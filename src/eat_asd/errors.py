@@ -30,6 +30,11 @@ class StaleFeaturesError(EatAsdError, RuntimeError):
     """A feature file that was computed from other clips or other settings."""
 
 
+class DamagedFileError(EatAsdError, ValueError):
+    """An intermediate file of a run (feature file, embeddings) that cannot be read: truncated or corrupt.
+    It is removed when found, so that the next run computes it again; the message names it."""
+
+
 class TrainingError(EatAsdError, RuntimeError):
     """Training cannot start or go on; the message says which setting or data is at fault."""
 

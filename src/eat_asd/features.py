@@ -16,7 +16,7 @@ from .audio import audio_info, check_length, clips_error, eat_fbank_batch, fbank
 from .audio_notes import METADATA_KEY, AudioNotes
 from .config import schema_settings
 from .errors import AudioError, StaleFeaturesError
-from .io import content_hash, read_safetensors_header, write_safetensors_rows
+from .io import content_hash, discard_damaged, read_safetensors_header, safetensors_damage, write_safetensors_rows
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,10 @@ class FeatureFile:
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"{self.path}: feature file not found")
-        header, self._data_start = read_safetensors_header(self.path)
+        try:
+            header, self._data_start = read_safetensors_header(self.path)
+        except ValueError:
+            raise discard_damaged(self.path, safetensors_damage(self.path)) from None
         meta, info = header.get("__metadata__") or {}, header.get(TENSOR) or {}
         self.metadata: dict[str, str] = meta
         if not {"keys", "hashes", "settings"} <= set(meta) or info.get("dtype") != "F32" or len(info.get("shape", ())) != 3:
@@ -123,6 +126,9 @@ class FeatureFile:
         self.settings_key = meta["settings"]
         self.shape = tuple(info["shape"])
         self._row_bytes = 4 * self.shape[1] * self.shape[2]
+        damage = safetensors_damage(self.path, TENSOR, self._row_bytes)
+        if damage:
+            raise discard_damaged(self.path, damage)
         self._data_start += info["data_offsets"][0]
         if settings is not None and settings.key() != self.settings_key:
             raise StaleFeaturesError(f"{self.path}: computed with {self.settings_key}, expected {settings.key()}")
@@ -149,7 +155,8 @@ class FeatureFile:
             if hi > lo:
                 self._file.seek(self._data_start + int(rows[lo]) * self._row_bytes)
                 if self._file.readinto(memoryview(out[lo:hi]).cast("B")) != (hi - lo) * self._row_bytes:
-                    raise StaleFeaturesError(f"{self.path}: truncated (rows {rows[lo]}..{rows[hi - 1]} missing)")
+                    # cut short since it was opened
+                    raise discard_damaged(self.path, safetensors_damage(self.path, TENSOR, self._row_bytes) or "truncated")
         return torch.from_numpy(out)
 
     def check_hashes(self, paths: list[str], keys: list[str]) -> None:

@@ -75,9 +75,21 @@ def _rows(path: Path) -> list[list[str]]:
     return rows
 
 
+def _once(path: Path, names: list[str], first_row: int = 1) -> None:
+    """Refuse a clip listed twice: with a dict, the last row would silently win (and may flip its label)."""
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if name in seen:
+            raise DataError(f"{path}: clip {name} is listed twice (rows {seen[name] + first_row} and {i + first_row}); "
+                            "keep one row per clip")
+        seen[name] = i
+
+
 def _binary(path: Path, meaning: dict[str, str]) -> dict[str, str]:
     values = {}
-    for i, (name, value, *_) in enumerate(_rows(path)):
+    rows = _rows(path)
+    _once(path, [name.strip() for name, *_ in rows])
+    for i, (name, value, *_) in enumerate(rows):
         value = value.strip()
         if value not in meaning:
             raise DataError(f"{path}: row {i + 1} ({name}): value {value!r}, expected 0 or 1")
@@ -93,12 +105,13 @@ def _original_names(root: Path, machine: str, section: str) -> dict[str, str]:
     for path in (flat, nested):
         if not path.is_file():
             continue
-        rows = _rows(path)
+        rows, first = _rows(path), 1
         if rows and rows[0][0].strip() == "file_name":
             if rows[0][1].strip() == "d1p":
                 raise DataError(f"{path}: an attributes table (file_name, d1p, d1v, ...), not a mapping of "
                                 "anonymised to original file names")
-            rows = rows[1:]
+            rows, first = rows[1:], 2
+        _once(path, [Path(anonymised.strip()).name for anonymised, *_ in rows], first)
         for anonymised, original, *_ in rows:
             original = Path(original.strip()).name
             mapping[Path(anonymised.strip()).name] = original if original.endswith(".wav") else original + ".wav"

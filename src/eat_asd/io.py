@@ -149,3 +149,63 @@ def read_safetensors_header(path: str | os.PathLike) -> tuple[dict, int]:
     if not isinstance(header, dict) or len(raw) != n:
         raise ValueError(f"{path}: not a safetensors file (unreadable header)")
     return header, 8 + n
+
+
+# ----------------------------------------------------------------------------- damaged intermediate files
+
+
+def safetensors_damage(path: str | os.PathLike, tensor: str | None = None, row_bytes: int | None = None) -> str | None:
+    """What is wrong with a safetensors file that was cut short or corrupted, or None: the header must be
+    readable and the file must hold every byte it announces. With `tensor` and `row_bytes`, a cut-off
+    tensor names its complete rows and the missing ones."""
+    try:
+        header, start = read_safetensors_header(path)
+    except ValueError:
+        return "not a readable safetensors file (its header is cut off or corrupt)"
+    ends = [info["data_offsets"][1] for key, info in header.items()
+            if key != "__metadata__" and isinstance(info, dict) and len(info.get("data_offsets", ())) == 2]
+    size = Path(path).stat().st_size
+    if size >= start + max(ends, default=0):
+        return None
+    info = header.get(tensor) if tensor else None
+    if info and row_bytes and info.get("shape"):
+        n = int(info["shape"][0])
+        complete = max(0, min(n, (size - start - info["data_offsets"][0]) // row_bytes))
+        return (f"truncated: {size} of {start + max(ends)} bytes, {complete} of its {n} rows complete "
+                f"(rows {complete}..{n - 1} missing)")
+    return f"truncated: {size} of {start + max(ends)} bytes"
+
+
+def npz_damage(path: str | os.PathLike) -> str | None:
+    """What is wrong with a NumPy .npz file that was cut short or corrupted, or None (its zip directory is read)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            z.infolist()
+    except (zipfile.BadZipFile, EOFError, ValueError) as err:
+        return f"not a readable .npz file, truncated or corrupt ({err})"
+    return None
+
+
+def discard_damaged(path: str | os.PathLike, problem: str):
+    """Remove a damaged intermediate file, so that the next run computes it again (Snakemake reruns the job
+    whose output is missing), and return the error that names it and says so."""
+    from .errors import DamagedFileError
+
+    Path(path).unlink(missing_ok=True)
+    return DamagedFileError(f"{path}: {problem}; removed it, so that the next run computes it again")
+
+
+def discard_damaged_files(paths) -> list[str]:
+    """Remove the feature files (.safetensors) and embeddings (.npz) among `paths` that were cut short or
+    corrupted (a full disk, an interrupted copy), before a run plans its jobs, so that it computes them
+    again; one line per file removed. Only headers and zip directories are read."""
+    lines = []
+    for path in map(Path, paths):
+        if not path.is_file():
+            continue
+        damage = npz_damage(path) if path.suffix == ".npz" else safetensors_damage(path)
+        if damage:
+            lines.append(str(discard_damaged(path, damage)))
+    return lines

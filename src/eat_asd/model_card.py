@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 from .encoder_source import is_hub_id
+from .report import md_text
 
 TAGS = ["audio", "anomaly-detection", "dcase", "eat", "anomalous-sound-detection"]
+LICENSE = "mit"  # this project's license (LICENSE), as the Hub's card metadata spells it
 
 
 def _front_matter(meta: dict) -> str:
@@ -20,6 +23,57 @@ def _front_matter(meta: dict) -> str:
 
 def _number(v) -> str:
     return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.4f}"
+
+
+def _rounded(v):
+    """A metric for the card's metadata: 4 decimals, as the card's text shows it."""
+    return round(float(v), 4) if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
+def code(text) -> str:
+    """`text` as Markdown inline code, whatever it holds: the fence is longer than any run of backticks
+    inside, so a name from the data or the config cannot end the code span and reach the page as HTML."""
+    text = " ".join(str(text).splitlines())
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if longest or text.startswith(" ") or text.endswith(" ") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def code_block(text: str, language: str = "") -> str:
+    """A fenced code block that no line of `text` can close."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{language}\n{text}\n{fence}\n"
+
+
+def _setting(v) -> str:
+    """A setting as a person reads it: lists joined, no JSON quotes."""
+    if v is None:
+        return "none"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(map(_setting, v)) or "none"
+    return str(v)
+
+
+GENERIC_FOLDERS = {"data", "raw", "dev_data", "eval_data", "dataset", "datasets", "audio", "wav", "."}
+
+
+def dataset_name(config: dict) -> str:
+    """What the card calls the data: the demo, or the most telling folders of data_root (e.g.
+    `dcase2024 dev_data` for data/dcase2024/dev_data/raw), not a generic last folder such as `data`."""
+    if config.get("demo"):
+        return "eat-asd synthetic demo (DCASE 2023-style)"
+    parts = [p for p in Path(str(config.get("data_root") or "")).parts if p not in ("/", "..")]
+    named = [p for p in parts if p.lower() not in GENERIC_FOLDERS]
+    if not named:
+        return "DCASE Task 2 data"
+    split = next((p for p in reversed(parts) if p.lower() in ("dev_data", "eval_data")), None)
+    return named[-1] + (f" {split}" if split else "")
 
 
 def clip_counts(manifest_paths: list[str | Path]):
@@ -53,11 +107,24 @@ With `eat-asd` installed, `import eat_asd.hf_modeling` registers the model type,
 """
 
 
+def base_of(training: dict, config: dict) -> tuple[str, str | None]:
+    """(name to show, Hub id or None) of the encoder the run started from, from its training summary."""
+    if "encoder_hub_id" in training:
+        hub_id = training["encoder_hub_id"]
+        local = training.get("encoder_local_path")
+        return hub_id or Path(local or training.get("encoder") or "encoder").name, hub_id
+    base = str(training.get("encoder") or config.get("encoder", ""))  # a summary written before the Hub id was recorded
+    local = Path(base).is_dir() or config.get("demo")
+    return (Path(base).name, None) if local or not is_hub_id(base) else (base, base)
+
+
 def encoder_card(summary_path: str | Path, auroc_path: str | Path, training_path: str | Path,
                  manifest_paths: list[str | Path], config: dict, command: str) -> str:
-    """The fine-tuned encoder's README.md: data, settings, official score and per-machine results, command."""
+    """The fine-tuned encoder's README.md: data, input features, settings, official score and per-machine
+    results, command. Everything taken from the data or the config is escaped for Markdown."""
     import pandas as pd
 
+    from .audio import FBANK_MEAN, FBANK_STD, MEL_BINS
     from .report import markdown_table
 
     summary = json.loads(Path(summary_path).read_text())
@@ -66,16 +133,17 @@ def encoder_card(summary_path: str | Path, auroc_path: str | Path, training_path
     auroc = pd.read_csv(auroc_path)
     counts = clip_counts(manifest_paths)
     machines = [m for m in auroc["machine_type"] if m != "overall"]
-    base = str(training.get("encoder") or config.get("encoder", ""))
+    base, hub_id = base_of(training, config)
     metrics = [dict(type="official_score", name="DCASE official score (hmean of AUC source, AUC target, pAUC)",
-                    value=summary.get("official_score")),
-               dict(type="auroc", name="overall AUROC", value=summary.get("overall_auroc"))]
-    meta = dict(library_name="transformers", pipeline_tag="feature-extraction", tags=TAGS)
-    if is_hub_id(base):
-        meta["base_model"] = base
+                    value=_rounded(summary.get("official_score"))),
+               dict(type="auroc", name="overall AUROC", value=_rounded(summary.get("overall_auroc")))]
+    meta = dict(license=LICENSE, library_name="transformers", pipeline_tag="feature-extraction", tags=TAGS)
+    if hub_id:
+        meta["base_model"] = hub_id
+    data_name = dataset_name(config)
     meta["model-index"] = [dict(name="eat-asd encoder", results=[dict(
         task=dict(type="anomaly-detection", name="Anomalous machine sound detection (DCASE Task 2)"),
-        dataset=dict(type="dcase-task2", name=Path(str(config.get("data_root", "data"))).name or "data"),
+        dataset=dict(type="dcase-task2", name=data_name),
         metrics=[m for m in metrics if m["value"] is not None])])]
     settings = training.get("settings", {})
     shown = {k: settings.get(k) for k in ("mode", "granularity", "loss", "epochs", "batch_size", "lr", "lr_schedule",
@@ -84,23 +152,33 @@ def encoder_card(summary_path: str | Path, auroc_path: str | Path, training_path
         shown.update(subclusters=settings.get("subclusters"), trainable_centres=settings.get("trainable_centres"))
     shown.update(granularity=training.get("granularity"), best_epoch=training.get("best_epoch"))
     scoring = config.get("scoring", {})
+    target_frames = config.get("features", {}).get("target_frames")
     revision = training.get("encoder_commit") or training.get("encoder_revision")
+    origin = (f"The EAT audio encoder {code(base)}" if hub_id else
+              f"An EAT audio encoder from a local folder ({code(base)}; not a Hugging Face Hub model, so the card "
+              "names no `base_model`)")
     lines = [
         _front_matter(meta),
         "# EAT encoder fine-tuned for anomalous machine sound detection\n",
-        f"The EAT audio encoder `{base}`" + (f" (revision `{revision}`)" if revision else "")
-        + f", fine-tuned ({training.get('mode')}) with a classifier on {training.get('classes')} classes "
-        f"({training.get('granularity')} labels) of the normal training clips of {len(machines)} machine types, "
-        f"then used for cosine-distance anomaly scores (`{scoring.get('backend', 'knn')}` back-end) against memory banks of "
-        "normal embeddings. "
+        origin + (f" (revision {code(revision)})" if revision else "")
+        + f", fine-tuned ({md_text(training.get('mode'))}) with a classifier on {md_text(training.get('classes'))} classes "
+        f"({md_text(training.get('granularity'))} labels) of the normal training clips of {len(machines)} machine types, "
+        f"then used for cosine-distance anomaly scores ({code(scoring.get('backend', 'knn'))} back-end) against memory "
+        "banks of normal embeddings. "
         "LoRA weights are merged in.\n",
         "## Data\n",
-        f"Machine types: {', '.join(machines)}. Clips per split, domain and label:\n",
+        f"Data set: {md_text(data_name)}. Machine types: {', '.join(md_text(m) for m in machines)}. "
+        "Clips per split, domain and label:\n",
         markdown_table(counts),
+        "## Input features\n",
+        f"{MEL_BINS}-bin Kaldi log-mel fbank of 16 kHz mono audio (25 ms windows every 10 ms), zero-padded or cropped to "
+        f"{md_text(target_frames)} frames, then normalised as EAT was pre-trained: (fbank - ({FBANK_MEAN})) / ({FBANK_STD} * 2). "
+        f"The model takes it as (batch, 1, frames, {MEL_BINS}).\n",
         "## Settings\n",
-        markdown_table(pd.DataFrame([dict(setting=k, value=json.dumps(v)) for k, v in shown.items()])),
-        f"Scoring: back-end `{scoring.get('backend', 'knn')}`, k = {scoring.get('k')}, bank split `{scoring.get('bank_split')}`, domain strategy "
-        f"`{scoring.get('domain_strategy')}`, embedding pooling `{config.get('embedding', {}).get('pooling')}`.\n",
+        markdown_table(pd.DataFrame([dict(setting=k, value=_setting(v)) for k, v in shown.items()])),
+        f"Scoring: back-end {code(scoring.get('backend', 'knn'))}, k = {md_text(scoring.get('k'))}, bank split "
+        f"{code(scoring.get('bank_split'))}, domain strategy {code(scoring.get('domain_strategy'))}, embedding pooling "
+        f"{code(config.get('embedding', {}).get('pooling'))}.\n",
         "## Results\n",
         f"- Official DCASE score: {_number(summary.get('official_score'))}",
         f"- Harmonic means: AUC(source) {_number(means.get('source harmonic mean', {}).get('AUC'))}, AUC(target) "
@@ -111,7 +189,8 @@ def encoder_card(summary_path: str | Path, auroc_path: str | Path, training_path
         "## Usage\n",
         usage("path/or/repo-id"),
         "## How it was made\n",
-        f"```bash\n{command}\n```\n",
+        code_block(command, "bash"),
+        f"License: {LICENSE} (the code that made it); the base encoder's own license applies to its weights.\n",
     ]
     return "\n".join(lines)
 
@@ -123,18 +202,22 @@ def write_encoder_card(out: str | Path, summary_path, auroc_path, training_path,
     write_text(out, encoder_card(summary_path, auroc_path, training_path, manifest_paths, config, command))
 
 
-def adapter_card(base: str, revision: str | None, r: int, alpha: int, targets: list[str]) -> str:
-    """The LoRA adapter's README.md: what it adapts and how to attach it with peft."""
-    meta = dict(library_name="peft", tags=TAGS + ["lora"])
-    if is_hub_id(base):
-        meta["base_model"] = base
-    rev = f', revision="{revision}"' if revision else ""
+def adapter_card(base: str, hub_id: str | None, revision: str | None, r: int, alpha: int, targets: list[str]) -> str:
+    """The LoRA adapter's README.md: what it adapts and how to attach it with peft. A base that is not on the
+    Hub is named by its folder's name only (the local path stays in the run's summary)."""
+    meta = dict(license=LICENSE, library_name="peft", tags=TAGS + ["lora"])
+    if hub_id:
+        meta["base_model"] = hub_id
+    rev = f", revision={json.dumps(revision)}" if revision else ""
+    where = json.dumps(hub_id) if hub_id else json.dumps(f"path/to/{base}")
+    snippet = ("from peft import PeftModel\nfrom transformers import AutoModel\n\n"
+               f"base = AutoModel.from_pretrained({where}{rev}, trust_remote_code=True)\n"
+               'model = PeftModel.from_pretrained(base, "path/to/lora_adapter")')
     return "\n".join([
         _front_matter(meta),
         "# LoRA adapter of an EAT encoder for anomalous machine sound detection\n",
-        f"Rank {r}, alpha {alpha}, on {len(targets)} attention layers ({', '.join(targets[:2])}, ...) of "
-        f"`{base}`" + (f" at revision `{revision}`" if revision else "") + ".\n",
-        "```python\nfrom peft import PeftModel\nfrom transformers import AutoModel\n\n"
-        f'base = AutoModel.from_pretrained("{base}"{rev}, trust_remote_code=True)\n'
-        'model = PeftModel.from_pretrained(base, "path/to/lora_adapter")\n```\n',
+        f"Rank {r}, alpha {alpha}, on {len(targets)} attention layers ({', '.join(md_text(t) for t in targets[:2])}, ...) of "
+        + (code(hub_id) if hub_id else f"a local EAT encoder folder {code(base)} (not on the Hugging Face Hub)")
+        + (f" at revision {code(revision)}" if revision else "") + ".\n",
+        code_block(snippet, "python"),
     ])

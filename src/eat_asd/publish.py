@@ -40,6 +40,11 @@ def upload_plan(encoder_dir: str | Path, repo_id: str, adapter_dir: str | Path |
         adapter_dir = Path(adapter_dir)
         if not (adapter_dir / "adapter_config.json").is_file():
             raise PublishError(f"{adapter_dir / 'adapter_config.json'}: missing (not a peft adapter folder)")
+        base = json.loads((adapter_dir / "adapter_config.json").read_text()).get("base_model_name_or_path") or ""
+        if Path(base).is_absolute() or base.startswith(("~", ".")):
+            # adapters written before the base was named neutrally: the path would be published
+            raise PublishError(f"{adapter_dir / 'adapter_config.json'}: base_model_name_or_path is the local path {base}; "
+                               "set it to the base's Hub id or folder name before publishing")
         plan += [(p, f"{ADAPTER_IN_REPO}/{p.relative_to(adapter_dir).as_posix()}") for p in _files(adapter_dir)]
     return plan
 
@@ -50,15 +55,32 @@ def publish(encoder_dir: str | Path, repo_id: str, private: bool = False, adapte
     plan = upload_plan(encoder_dir, repo_id, adapter_dir)
     if dry_run:
         return plan
+    from huggingface_hub.errors import HTTPError
+
     if api is None:
         from huggingface_hub import HfApi
 
         api = HfApi()
-    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-    ignore = [".*", "**/.*"]
-    api.upload_folder(repo_id=repo_id, folder_path=str(encoder_dir), ignore_patterns=ignore,
-                      commit_message="Upload the fine-tuned EAT encoder and its model card")
-    if adapter_dir is not None:
-        api.upload_folder(repo_id=repo_id, folder_path=str(adapter_dir), path_in_repo=ADAPTER_IN_REPO, ignore_patterns=ignore,
-                          commit_message="Upload the LoRA adapter")
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        ignore = [".*", "**/.*"]
+        api.upload_folder(repo_id=repo_id, folder_path=str(encoder_dir), ignore_patterns=ignore,
+                          commit_message="Upload the fine-tuned EAT encoder and its model card")
+        if adapter_dir is not None:
+            api.upload_folder(repo_id=repo_id, folder_path=str(adapter_dir), path_in_repo=ADAPTER_IN_REPO,
+                              ignore_patterns=ignore, commit_message="Upload the LoRA adapter")
+    except (HTTPError, OSError) as err:
+        # no connection, HF_HUB_OFFLINE, no token or a refusal by the Hub: one line, not the HTTP client's traceback
+        raise PublishError(f"{repo_id}: upload to the Hugging Face Hub ({_endpoint(api)}) failed: {_first_line(err)}") from err
     return plan
+
+
+def _endpoint(api) -> str:
+    from huggingface_hub import constants
+
+    return getattr(api, "endpoint", None) or constants.ENDPOINT
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")

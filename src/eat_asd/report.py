@@ -20,15 +20,24 @@ def format_number(v: float) -> str:
     return f"{v:.4f}" if v == 0 or abs(v) >= 1e-3 else f"{v:.3g}"
 
 
+def md_text(value) -> str:
+    """Text from the data or the config as plain Markdown text: HTML and the characters that start code,
+    emphasis, links or table cells are escaped, so they show as written and never become markup."""
+    text = " ".join(str(value).splitlines())
+    for c in "\\`*[]|":
+        text = text.replace(c, "\\" + c)
+    return html.escape(text, quote=False)
+
+
 def markdown_table(frame: pd.DataFrame) -> str:
     def cell(v):
         if v is pd.NA or v is None:
             return ""
         if isinstance(v, (float, np.floating)):
             return format_number(v)
-        return str(v)
+        return md_text(v)
 
-    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    lines = ["| " + " | ".join(map(md_text, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join(lines) + "\n"
 
@@ -40,6 +49,14 @@ def write_table(frame: pd.DataFrame, csv_path: str | Path, md_path: str | Path) 
     write_text(md_path, markdown_table(frame))
 
 
+def write_scores(frame: pd.DataFrame, path: str | Path, header: bool = True) -> None:
+    """A table of anomaly scores as CSV, each float as the shortest text that reads back as the same
+    number: kNN distances of near-identical clips differ only in their 4th-7th significant digit, and
+    fixed decimals would tie clips the in-memory scores rank apart."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, header=header, index=False, float_format=None)
+
+
 def submission_names(machine: str, section: str) -> tuple[str, str]:
     return (f"anomaly_score_{machine}_section_{section}_test.csv", f"decision_result_{machine}_section_{section}_test.csv")
 
@@ -47,8 +64,7 @@ def submission_names(machine: str, section: str) -> tuple[str, str]:
 def write_submission_pair(section_scores: pd.DataFrame, scores_path: str | Path, decisions_path: str | Path) -> None:
     """The DCASE submission files of one section: rows `filename,score` and `filename,0|1`, no header."""
     for path, column in ((scores_path, "score"), (decisions_path, "decision")):
-        with atomic_path(path) as tmp:
-            section_scores[["filename", column]].to_csv(tmp, header=False, index=False, float_format="%.8f")
+        write_scores(section_scores[["filename", column]], path, header=False)
 
 
 def write_submission(scores: pd.DataFrame, out_dir: str | Path) -> list[Path]:
@@ -194,7 +210,14 @@ def _img(path: Path) -> str:
 
 
 def _html_table(frame: pd.DataFrame) -> str:
-    return frame.to_html(index=False, float_format=format_number, na_rep="n/a", border=0, classes="t")
+    """The table in a container that scrolls sideways when it is wider than the window, so no column is clipped.
+    Missing counts (the mean rows' clip counts) stay empty; missing metrics read n/a."""
+    frame = frame.copy()
+    for column in frame.columns:
+        if isinstance(frame[column].dtype, pd.api.extensions.ExtensionDtype) and frame[column].isna().any():
+            frame[column] = frame[column].astype(object).where(frame[column].notna(), "")
+    table = frame.to_html(index=False, float_format=format_number, na_rep="n/a", border=0, classes="t")
+    return f"<div class='scroll'>{table}</div>"
 
 
 def _html_figures(images: list[Path]) -> str:
@@ -217,9 +240,11 @@ def html_report(out: str | Path, auroc: pd.DataFrame, dcase: pd.DataFrame, means
 
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>eat-asd report</title><style>",
-        "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}"
-        "table.t{border-collapse:collapse;margin:.5em 0}table.t td,table.t th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-        "table.t th{background:#f0f0f0}.figs{display:flex;flex-direction:column;gap:8px}.figs img{max-width:100%;border:1px solid #eee}"
+        "body{font-family:system-ui,sans-serif;margin:2em auto;padding:0 1em;max-width:1360px;color:#222}p{max-width:75em}"
+        ".scroll{overflow-x:auto;max-width:100%}"
+        "table.t{border-collapse:collapse;margin:.5em 0;font-size:.85em}"
+        "table.t td,table.t th{border:1px solid #ccc;padding:2px 5px;text-align:right;white-space:nowrap}"
+        "table.t th{background:#f0f0f0;white-space:normal;min-width:3.5em}.figs{display:flex;flex-direction:column;gap:8px}.figs img{max-width:100%;border:1px solid #eee}"
         ".big{font-size:1.4em}"
         "pre{background:#f7f7f7;padding:1em;overflow:auto}.note{color:#a15c00}",
         "</style></head><body><h1>Anomalous sound detection report</h1>",
@@ -251,14 +276,18 @@ def html_report(out: str | Path, auroc: pd.DataFrame, dcase: pd.DataFrame, means
             f"<h2>AUROC per machine type</h2><p>Pooled over sections and domains; overall: "
             f"{format_number(float(overall.iloc[0]) if len(overall) else None)}.</p>", _html_table(auroc),
         ]
+    used = [f"training {(training or {}).get('precision') or 'n/a'}", f"embedding {summary.get('embedding_precision') or 'n/a'}"]
+    parts.append(f"<p>Precision: {html.escape(', '.join(used))} (<code>precision: auto</code> picks bf16 on CUDA and, for "
+                 "embedding, on CPUs with native bf16 units; scores differ slightly between precisions).</p>")
     if notes:
         parts.append("<h3>Notes</h3><ul>" + "".join(f"<li class='note'>{html.escape(n)}</li>" for n in notes) + "</ul>")
     if training:
         rows = [(key.replace("_", " "), format_number(v) if v is None or isinstance(v, float) else str(v))
                 for key, v in training.items()]
         parts.append("<h2>Encoder training</h2>" + _html_table(pd.DataFrame(rows, columns=["", "value"])))
+    # links relative to the page, to files that are there (a link to a file the run did not write would be dead)
     parts.append("<h2>Files</h2><ul>" + "".join(f"<li><a href='{html.escape(link_target(t, out))}'>{html.escape(name)}</a></li>"
-                                                for name, t in links.items()) + "</ul>")
+                                                for name, t in links.items() if Path(t).exists()) + "</ul>")
     parts.append("<h2>Configuration</h2><pre>" + html.escape(yaml.safe_dump(config, sort_keys=False)) + "</pre></body></html>")
     write_text(out, "\n".join(parts))
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 
 
 @functools.cache
@@ -21,6 +22,14 @@ def check_precision(precision: str, name: str) -> None:
     choices = _precisions()
     if precision not in choices:
         raise ValueError(f"{name} = {precision!r}: choose one of {', '.join(choices)}")
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity: what a SLURM allocation or taskset leaves it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def default_device():

@@ -13,8 +13,8 @@ import pandas as pd
 
 from .errors import DataError
 from .data import PARTS, check_manifest, discover, read_manifest, training_clips
-from .io import atomic_path, write_csv, write_json
-from .runtime import resolve_device
+from .io import atomic_path, discard_damaged, npz_damage, write_csv, write_json
+from .runtime import resolve_device, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -105,16 +105,35 @@ def embed(encoder: str | Path, feature_paths: list[str | Path], manifest_paths: 
     emb = np.concatenate(parts)
     clips = pd.concat(all_clips, ignore_index=True)
     roles = np.where(clips["split"].to_numpy() == "test", "test", "bank")
+    precision = resolve_precision(settings.precision, resolve_device(device))  # what embed_features ran in
     with atomic_path(out) as tmp, open(tmp, "wb") as f:
-        np.savez(f, embeddings=emb.astype(np.float32), keys=clips["key"].to_numpy(str), roles=roles)
+        np.savez(f, embeddings=emb.astype(np.float32), keys=clips["key"].to_numpy(str), roles=roles,
+                 precision=np.array(precision))
+
+
+def embedding_precision(path: str | Path) -> str | None:
+    """The precision an embeddings file was computed in (None for files written before it was recorded)."""
+    with np.load(path) as z:
+        return str(z["precision"]) if "precision" in z.files else None
 
 
 def read_embeddings(path: str | Path, manifest: pd.DataFrame,
                     bank_only: bool = False) -> tuple[np.ndarray, pd.DataFrame, np.ndarray, pd.DataFrame]:
     """(bank embeddings, bank rows of the manifest, test embeddings, test rows); with bank_only, the
     test clips are skipped (the manifest then needs only the training clips)."""
-    with np.load(path) as z:
-        emb, keys, roles = z["embeddings"], z["keys"], z["roles"]
+    damage = npz_damage(path)
+    if damage is None:
+        try:
+            with np.load(path) as z:
+                emb, keys, roles = z["embeddings"], z["keys"], z["roles"]
+            if not len(emb) == len(keys) == len(roles):
+                damage = f"{len(emb)} embeddings, {len(keys)} keys and {len(roles)} roles"
+        except (OSError, ValueError, KeyError, EOFError) as err:
+            if isinstance(err, FileNotFoundError):
+                raise
+            damage = f"not a readable embeddings file ({type(err).__name__}: {err})"
+    if damage:
+        raise discard_damaged(path, damage)
     if bank_only:
         emb, keys, roles = emb[roles == "bank"], keys[roles == "bank"], roles[roles == "bank"]
     by_key = manifest.set_index("key")
@@ -151,7 +170,7 @@ def score(embeddings_path: str | Path, manifest_paths: list[str | Path], setting
     """
     from dataclasses import asdict
 
-    from .report import plot_histogram, plot_roc
+    from .report import plot_histogram, plot_roc, write_scores
     from .scoring import score_machine
 
     manifest = read_manifests(manifest_paths)
@@ -166,9 +185,10 @@ def score(embeddings_path: str | Path, manifest_paths: list[str | Path], setting
         from .groundtruth import apply_ground_truth
 
         table = apply_ground_truth(table, ground_truth, machine)
-    write_csv(scores_out, table, float_format="%.8f")
+    write_scores(table, scores_out)
     bank_machines = sorted({machine, *([] if other_meta is None else other_meta["machine"].astype(str))})
     write_json(info_out, dict(machine=machine, threshold=threshold, settings=asdict(settings), k_used=k_used,
+                              embedding_precision=embedding_precision(embeddings_path),
                               n_bank=len(bank_meta) + (0 if other_meta is None else len(other_meta)), bank_machines=bank_machines,
                               n_test=len(test_meta), train_scores=[float(s) for s in train_scores],
                               train_sections=[str(s) for s in bank_meta["section"]]))
@@ -249,8 +269,9 @@ def aggregate(score_paths: list[str | Path], info_paths: list[str | Path], table
                 .astype({"n_normal": "Int64", "n_anomaly": "Int64"}).fillna({"section": ""}), *tables.dcase)
     write_table(means, *tables.means)
     write_table(decision_table(scores, info_paths), *tables.decisions)
+    precisions = sorted({p for p in (json.loads(Path(i).read_text()).get("embedding_precision") for i in info_paths) if p})
     result = dict(summary, overall_auroc=float(auroc.iloc[-1]["auroc"]), notes=notes + auroc_notes + dcase_notes,
-                  evaluation_only=evaluation_only)
+                  evaluation_only=evaluation_only, embedding_precision=", ".join(precisions) or None)
     write_json(tables.summary, result)
     log.info("official DCASE score %.4f, overall AUROC %.4f", result["official_score"], result["overall_auroc"])
     return result
@@ -291,10 +312,11 @@ def fuse(score_paths: list[str | Path], info_paths: list[str | Path], threshold_
          info_out: str | Path) -> pd.DataFrame:
     """A score-level ensemble of one machine type's member score tables (see eat_asd.fusion)."""
     from .fusion import fuse as fuse_members
+    from .report import write_scores
 
     members = [(read_scores(s), json.loads(Path(i).read_text())) for s, i in zip(score_paths, info_paths)]
     table, threshold, train_scores = fuse_members(members, threshold_quantile)
-    write_csv(scores_out, table, float_format="%.9g")
+    write_scores(table, scores_out)
     first = members[0][1]
     write_json(info_out, dict(machine=first["machine"], threshold=threshold, members=[str(p) for p in score_paths],
                               threshold_quantile=threshold_quantile, n_test=len(table),

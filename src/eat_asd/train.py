@@ -25,11 +25,12 @@ from tqdm import tqdm
 from .config import schema_settings
 from .data import aux_labels, resolve_granularity, train_val_split, training_clips
 from .eat import EAT, HUB_PREFIX, hub_commit, load_eat, resolve_checkpoint, save_eat
+from .encoder_source import hub_origin
 from .errors import TrainingError
 from .features import FeatureFile, FeatureSettings
 from .io import atomic_dir, atomic_path, write_csv, write_json
 from .losses import make_head, mixup, soft_cross_entropy
-from .runtime import autocast, resolve_device, to_device
+from .runtime import autocast, resolve_device, resolve_precision, to_device
 
 log = logging.getLogger(__name__)
 
@@ -276,9 +277,13 @@ def train_encoder(encoder_source: str | Path, data: TrainingData, settings: Trai
     if settings.mode != "frozen" and len(data.classes) < 2:
         raise TrainingError(f"the auxiliary classifier needs at least 2 classes, the training clips give {data.classes}")
     tr_idx, va_idx = train_val_split(data.clips["aux_label"], settings.val_fraction, settings.seed)
-    summary = dict(mode=settings.mode, encoder=str(encoder_source), encoder_revision=revision, encoder_commit=origin.commit,
+    summary = dict(mode=settings.mode, encoder=str(encoder_source), encoder_hub_id=origin.hub_id,
+                   encoder_local_path=origin.local_path, encoder_revision=revision, encoder_commit=origin.commit,
                    classes=len(data.classes), granularity=data.granularity, pooling=settings.pooling,
-                   n_train=int(len(tr_idx)), n_val=int(len(va_idx)), pseudo_labels=pseudo, settings=asdict(settings))
+                   n_train=int(len(tr_idx)), n_val=int(len(va_idx)), pseudo_labels=pseudo, settings=asdict(settings),
+                   # what else the weights depend on: the reductions' thread count, the torch version, the device
+                   torch_threads=torch.get_num_threads(), torch_version=torch.__version__,
+                   precision=resolve_precision(settings.precision, device, training=True))
     if settings.mode == "frozen":
         save_eat(base, out_dir / "encoder")
         write_csv(out_dir / "train_log.csv", pd.DataFrame(columns=LOG_COLUMNS))
@@ -400,17 +405,24 @@ def _count(model: nn.Module) -> int:
 
 @dataclass(frozen=True)
 class BaseEncoder:
-    """The pre-trained encoder a run starts from, as the LoRA adapter and the summary name it."""
+    """The pre-trained encoder a run starts from. The LoRA adapter and the model cards name it by its Hub id,
+    or, for a local folder whose Hub id is unknown, by the folder's name alone: the absolute local path is
+    recorded in the run's summary only, never in what `eat-asd publish` uploads."""
 
-    name: str  # Hub id, or the absolute path of a local folder
+    name: str  # the Hub id, else the local folder's name
+    hub_id: str | None  # given, or known from a local folder (a Hub cache snapshot, or its config.json)
+    local_path: str | None  # absolute path of a local folder
     revision: str | None  # the Hub commit it resolved to (else the asked revision)
     commit: str | None
 
     @classmethod
     def of(cls, source, directory: Path, revision: str | None) -> "BaseEncoder":
-        local = Path(source).is_dir()
-        commit = None if local else hub_commit(directory)
-        return cls(str(Path(source).resolve()) if local else str(source), commit or revision, commit)
+        if not Path(source).is_dir():
+            commit = hub_commit(directory)
+            return cls(str(source), str(source), None, commit or revision, commit)
+        path = Path(source).resolve()
+        hub_id, commit = hub_origin(path)
+        return cls(hub_id or path.name, hub_id, str(path), commit, commit)
 
 
 def _write_outputs(out_dir: Path, model: AuxClassifier, data: TrainingData, settings: TrainSettings, origin: BaseEncoder,
@@ -442,7 +454,8 @@ def write_adapter(directory: Path, peft_model: nn.Module, settings: TrainSetting
     with atomic_dir(directory) as tmp_dir:
         config.save_pretrained(str(tmp_dir))
         save_file(state, str(tmp_dir / "adapter_model.safetensors"), metadata={"format": "pt"})
-        (tmp_dir / "README.md").write_text(adapter_card(origin.name, origin.revision, settings.r, settings.alpha, targets))
+        (tmp_dir / "README.md").write_text(adapter_card(origin.name, origin.hub_id, origin.revision, settings.r, settings.alpha,
+                                                        targets))
 
 
 def _checkpoint(path: Path, settings, data, model, optimizer, scheduler, state, origin: BaseEncoder) -> None:

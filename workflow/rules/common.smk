@@ -7,6 +7,7 @@ from pathlib import Path
 from eat_asd.config import as_json, feature_values, machine_settings, result_settings, train_values
 from eat_asd.data import PARTS
 from eat_asd.groundtruth import check_covers, ground_truth_files
+from eat_asd.io import discard_damaged_files
 from eat_asd.plan import plan_workflow
 
 R = config["results"]
@@ -26,6 +27,12 @@ except EatAsdError as err:
     raise WorkflowError(str(err) + hint) from None
 
 MACHINES = list(PLAN)
+# Feature files and embeddings an earlier run left damaged (cut short, corrupt) are removed, so this run remakes them.
+for line in discard_damaged_files(
+    [f"{R}/features/{m}.{p}.safetensors" for m in MACHINES for p in PARTS]
+    + [f"{R}/embeddings/{m}.npz" for m in MACHINES]
+):
+    print(f"eat-asd: {line}", file=sys.stderr)
 TRAIN_MACHINES = [m for m, p in PLAN.items() if p.trains_encoder]
 ENCODER_IS_LOCAL = config["demo"] or Path(config["encoder"]).is_dir()
 ENCODER_OUT = f"{R}/encoder/encoder"
@@ -123,6 +130,11 @@ onsuccess:
     ]
     for line in changed_summaries([f for f in feature_files if os.path.exists(f)]):
         print(f"eat-asd: features changed the clips of {line}")
+    # the last lines of the run: where to look
+    print(f"eat-asd: report: {os.path.abspath(f'{R}/report.html')}")
+    print(
+        f"eat-asd: result table: {os.path.abspath(f'{R}/tables/dcase_metrics.md')}"
+    )
 
 
 ALL_OUTPUTS = [f for m in MACHINES for f in submission_files(m)] + [

@@ -23,7 +23,8 @@ rule train_encoder:
         f"{R}/benchmarks/train_encoder.tsv"
     conda:
         "../../envs/torch.yaml"
-    # the default; profiles set it per machine (set-threads), --cores caps it
+    # cores reserved for the job (profiles set it, --cores caps it); torch's thread count is not taken from it,
+    # since the weights depend on it: every CPU of the machine, or EAT_ASD_TRAIN_THREADS (see the README)
     threads: 8
     resources:
         mem_mb=8000,
@@ -42,5 +43,5 @@ rule train_encoder:
         "eat-asd train --encoder {params.encoder:q} --encoder-revision={params.revision:q}"
         " --features {input.features:q}"
         " --manifests {input.manifests:q} --settings {params.settings:q}"
-        " --feature-settings {params.features:q} --threads {threads}"
+        " --feature-settings {params.features:q}"
         " --out {params.out:q} > {log:q} 2>&1"
