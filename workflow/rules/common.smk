@@ -4,7 +4,13 @@ import shlex
 import sys
 from pathlib import Path
 
-from eat_asd.config import as_json, feature_values, machine_settings, result_settings, train_values
+from eat_asd.config import (
+    as_json,
+    feature_values,
+    machine_settings,
+    result_settings,
+    train_values,
+)
 from eat_asd.data import PARTS
 from eat_asd.groundtruth import check_covers, ground_truth_files
 from eat_asd.io import discard_damaged_files
