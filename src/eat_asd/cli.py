@@ -47,7 +47,8 @@ def cmd_demo(args):
         raise SystemExit("demo: give OUT, or both --data-root and --encoder")
     data = Path(args.data_root or Path(args.out) / "data")
     encoder = Path(args.encoder or Path(args.out) / "encoder")
-    sizes = DemoSizes(seconds=args.seconds, train_source=args.train_source, train_target=args.train_target, test_per_cell=args.test_per_cell)
+    sizes = DemoSizes(seconds=args.seconds, train_source=args.train_source, train_target=args.train_target,
+                      test_per_cell=args.test_per_cell, channels=args.channels)
     make_demo_data(data, args.seed, sizes)
     make_demo_encoder(encoder, args.seed)
     print(f"demo data: {data}\ndemo encoder: {encoder}")
@@ -64,7 +65,7 @@ def cmd_discover(args):
         manifest = discover(args.data_root)
         check_manifest(manifest)
         write_csv(args.out, manifest)
-        print(manifest.groupby(["machine", "split", "domain", "label"]).size().to_string())
+        print(manifest.groupby(["machine", "split", "kind", "domain", "label", "channels"]).size().to_string())
 
 
 def cmd_features(args):
@@ -240,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--train-source", type=int, default=24, help="source-domain training clips per machine type")
     s.add_argument("--train-target", type=int, default=4, help="target-domain training clips per machine type")
     s.add_argument("--test-per-cell", type=int, default=10, help="test clips per domain and label")
+    s.add_argument("--channels", type=int, choices=[1, 2], default=1,
+                   help="1: mono clips; 2: stereo, a far microphone (the machine quieter, under more noise) in channel 1")
 
     s = add("discover", cmd_discover, "find the clips under a data root and write a manifest CSV")
     s.add_argument("data_root", help="folder with the clips in a DCASE Task 2 layout")

@@ -158,7 +158,12 @@ def schema_settings(*sections: str):
             where.setdefault(section, []).append(name)
             if "default" in schemas[section][name]:
                 default = schemas[section][name]["default"]
-                setattr(cls, name, tuple(default) if isinstance(default, list) else default)
+                if isinstance(default, dict):  # a dataclass field may not share one mutable default
+                    from dataclasses import field
+
+                    setattr(cls, name, field(default_factory=functools.partial(copy.deepcopy, default)))
+                else:
+                    setattr(cls, name, tuple(default) if isinstance(default, list) else default)
         own_check = cls.__dict__.get("__post_init__")
 
         def __post_init__(self):
@@ -179,7 +184,7 @@ def schema_settings(*sections: str):
 
 
 def feature_values(config: dict) -> dict:
-    return {"target_frames": config["features"]["target_frames"]}
+    return {"target_frames": config["features"]["target_frames"], "channels": config["features"]["channels"]}
 
 
 def train_values(config: dict) -> dict:

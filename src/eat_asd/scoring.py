@@ -23,6 +23,7 @@ class ScoreSettings:
     bank_split: str  # one bank per machine type, one per section, or one of every machine type
     domain_strategy: str  # one bank for both domains, or min over source and target banks
     threshold_quantile: float  # of the gamma fitted to the training clips' leave-one-out scores
+    bank_supplemental: bool  # supplemental machine recordings join the banks
 
 
 def l2_normalise(x) -> torch.Tensor:
