@@ -56,6 +56,8 @@ def _coerce(value, schema: dict, root: dict | None = None):
     root = root or schema
     schema = _resolve(schema, root)
     if isinstance(value, dict):
+        if "properties" not in schema:  # e.g. demo: null, false or an object
+            schema = next((b for b in schema.get("oneOf", []) if b.get("type") == "object"), schema)
         props = schema.get("properties", {})
         extra = schema.get("additionalProperties")
         for key, sub in list(value.items()):

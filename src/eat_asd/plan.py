@@ -108,6 +108,10 @@ def plan_workflow(config: dict, hash_cache: str | Path | None = None) -> dict[st
         if plan.name not in with_train:
             raise DataError(f"machine type {plan.name}: no training clips under data_root {root}")
         check_banks(plan, config)
+    mix = config["train"]["noise_mix"]
+    if mix["prob"] and config["finetune"]["mode"] != "frozen" and not any(p.noise_files for p in plans.values() if p.trains_encoder):
+        raise ConfigError(f"train.noise_mix.prob = {mix['prob']}, but no training machine type under data_root {root} has "
+                          "noise-only recordings (<machine>/supplemental/section_XX_noise_...): set it to 0")
     if config["finetune"]["mode"] != "frozen" and not any(p.trains_encoder for p in plans.values()):
         raise DataError("every machine type is listed in score_only_machine_types: none is left to train the encoder")
     if hash_cache is not None and not config["demo"]:
