@@ -125,3 +125,25 @@ def test_demo_plans_before_its_data_and_encoder_exist(tmp_path):
     assert list(plans) == ["fan", "gearbox", "pump"] and not (tmp_path / "not_yet").exists()
     with pytest.raises(ConfigError, match="scoring.k = 100: the smallest memory bank of fan"):
         plan_workflow({**cfg, "scoring": {**cfg["scoring"], "k": 100}})
+
+
+def test_supplemental_recordings_are_planned_in_the_train_part(tmp_path):
+    cfg = config(tmp_path)
+    sup = tmp_path / "data" / "fan" / "supplemental"
+    sup.mkdir()
+    for name in ("section_00_machine_source_0000_noAttribute.wav", "section_00_machine_source_0001_noAttribute.wav",
+                 "section_00_noise_source_0000_noAttribute.wav", "recorded_outside.wav"):
+        (sup / name).write_bytes(b"x")
+    fan = plan_workflow(cfg)["fan"]
+    assert sorted(p.rsplit("/", 1)[1] for p in fan.train_files if "/supplemental/" in p) == [
+        "recorded_outside.wav", "section_00_machine_source_0000_noAttribute.wav",
+        "section_00_machine_source_0001_noAttribute.wav", "section_00_noise_source_0000_noAttribute.wav"]
+    assert [p.rsplit("/", 1)[1] for p in fan.noise_files] == ["section_00_noise_source_0000_noAttribute.wav"]
+    assert len(fan.bank) == 7 and not fan.test_files or all("/supplemental/" not in p for p in fan.test_files)
+    banked = plan_workflow(validate_config({**cfg, "scoring": {"bank_supplemental": True}}))["fan"]
+    assert len(banked.bank) == 9  # the two machine recordings join the bank
+    assert plan_workflow(validate_config({**cfg, "train": {"noise_mix": {"prob": 0.5}}}))["fan"].noise_files
+    with pytest.raises(ConfigError, match=r"snr_db = \[10, 0\]: give \[low, high\]"):
+        plan_workflow(validate_config({**cfg, "train": {"noise_mix": {"prob": 0.5, "snr_db": [10, 0]}}}))
+    with pytest.raises(ConfigError, match="train.noise_mix.prob = 0.5, but no training machine type"):
+        plan_workflow(validate_config({**cfg, "train": {"noise_mix": {"prob": 0.5}}, "score_only_machine_types": ["fan"]}))

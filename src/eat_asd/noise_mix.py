@@ -7,10 +7,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:  # numpy loads lazily: planning checks the settings (NoiseMix) without it
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -36,13 +38,17 @@ class NoiseMix:
         return cls(float(values["prob"]), tuple(values["snr_db"]))
 
 
-def power(x: np.ndarray) -> float:
+def power(x: "np.ndarray") -> float:
+    import numpy as np
+
     return float(np.mean(np.square(x, dtype=np.float64)))
 
 
-def mix_at_snr(clean: np.ndarray, noise: np.ndarray, snr_db: float, offset: int = 0) -> np.ndarray:
+def mix_at_snr(clean: "np.ndarray", noise: "np.ndarray", snr_db: float, offset: int = 0) -> "np.ndarray":
     """clean + noise scaled so that 10 log10(P(clean) / P(scaled noise)) = snr_db, the noise read from
     `offset` on and repeated (or cut) to the clip's length. Silent clean or noise: the clip unchanged."""
+    import numpy as np
+
     n = len(clean)
     start = offset % len(noise)
     segment = np.resize(np.roll(noise, -start), n)  # np.resize repeats the noise when it is shorter
@@ -59,9 +65,9 @@ class NoiseMixer:
 
     def __init__(self, mix: NoiseMix, noise_paths: dict[str, list[str]], channels, target_frames: int):
         self.mix, self.noise_paths, self.channels, self.target_frames = mix, noise_paths, channels, target_frames
-        self._noise: dict[tuple[str, int], np.ndarray] = {}
+        self._noise: dict[tuple[str, int], "np.ndarray"] = {}
 
-    def _read(self, path: str, view: int) -> np.ndarray:
+    def _read(self, path: str, view: int) -> "np.ndarray":
         """View `view` of a clip at 16 kHz (the channel setting of the features, `view` under each)."""
         from .audio import SAMPLE_RATE, _to_16k, read_clip
 
@@ -69,7 +75,7 @@ class NoiseMixer:
         wave = clip.views[min(view, len(clip.views) - 1)]
         return wave if clip.sample_rate == SAMPLE_RATE else _to_16k(wave, clip.sample_rate).numpy()
 
-    def noise(self, path: str, view: int) -> np.ndarray:
+    def noise(self, path: str, view: int) -> "np.ndarray":
         if (path, view) not in self._noise:  # the noise recordings are few: each is read once
             self._noise[(path, view)] = self._read(path, view)
         return self._noise[(path, view)]

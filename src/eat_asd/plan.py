@@ -12,6 +12,7 @@ from .config import machine_settings
 from .data import PARTS, scan_clips
 from .encoder_source import check_encoder_source
 from .errors import ConfigError, DataError
+from .noise_mix import NoiseMix
 
 # Machine-type and section names become file names and job wildcards: letters, digits, _ . -
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -109,6 +110,7 @@ def plan_workflow(config: dict, hash_cache: str | Path | None = None) -> dict[st
             raise DataError(f"machine type {plan.name}: no training clips under data_root {root}")
         check_banks(plan, config)
     mix = config["train"]["noise_mix"]
+    NoiseMix.of(mix)  # refuses snr_db = [high, low]
     if mix["prob"] and config["finetune"]["mode"] != "frozen" and not any(p.noise_files for p in plans.values() if p.trains_encoder):
         raise ConfigError(f"train.noise_mix.prob = {mix['prob']}, but no training machine type under data_root {root} has "
                           "noise-only recordings (<machine>/supplemental/section_XX_noise_...): set it to 0")
