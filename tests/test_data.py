@@ -355,7 +355,10 @@ def test_supplemental_folder_beside_train_and_test(tmp_path, caplog):
         assert (sup.loc[name, "kind"], sup.loc[name, "domain"], sup.loc[name, "section"]) == (kind, domain, section), name
         assert sup.loc[name, "label"] == ("normal" if kind == "machine" else "unknown")
     assert set(m.loc[m["split"] != "supplemental", "kind"]) == {"machine"}
-    assert check_manifest(m) == []  # supplemental clips never fail a data set
+    assert check_manifest(m) == []  # supplemental clips never fail a data set, nor does an empty supplemental/
+    (raw / "pump" / "supplemental").mkdir(parents=True)
+    build(raw, ["pump/train/section_00_source_train_normal_0000.wav"])
+    assert len(discover(tmp_path / "data")) == len(m) + 1
     assert training_clips(m)["split"].tolist() == ["train"]
     # a train/test file whose name cannot be read still fails, as before
     build(raw, ["fan/train/recording_7.wav"])

@@ -255,12 +255,13 @@ def discover(root: str | Path, read_headers: bool = True, machines: list[str] | 
 
 
 def _check_no_empty_folders(folders: list[Path]) -> None:
-    """An empty split folder, or an empty machine folder of the simple layout, is an error."""
+    """An empty split folder, or an empty machine folder of the simple layout, is an error (an empty
+    supplemental/ folder is not: supplemental recordings never fail a data set)."""
     def has_audio(folder: Path) -> bool:
         return any(is_audio(p) for p in folder.iterdir())
 
     empty = []
-    for folder in (f for f in folders if f.name in SPLIT_DIRS):
+    for folder in (f for f in folders if f.name in SPLIT_DIRS and f.name != "supplemental"):
         if has_audio(folder):
             continue
         subdirs = [d for d in folder.iterdir() if d.is_dir()]

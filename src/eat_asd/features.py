@@ -154,14 +154,6 @@ class FeatureFile:
     def __len__(self) -> int:
         return len(self.keys)
 
-    def n_views(self, keys: list[str]) -> int:
-        """Views (rows) per clip, the same for every clip of `keys` (features.channels = each on clips of
-        a machine type gives each as many rows as it has channels; otherwise one)."""
-        counts = {len(self._index.get(k, ())) for k in keys}
-        if len(counts) > 1:
-            raise StaleFeaturesError(f"{self.path}: clips with different numbers of views {sorted(counts)}; rebuild it")
-        return counts.pop() if counts else 1
-
     def rows(self, keys: list[str]) -> np.ndarray:
         """The rows of the clips' views, clip by clip, each clip's views in channel order."""
         missing = [k for k in keys if k not in self._index]
