@@ -226,7 +226,8 @@ def bench_knn(sizes: Sizes, peak: float, rows: list):
 
 
 def bench_training(sizes: Sizes, config: EATConfig, peaks: dict, rows: list):
-    from eat_asd.train import AuxClassifier, SoftmaxHead, TrainSettings, prepare_encoder
+    from eat_asd.losses import SoftmaxHead
+    from eat_asd.train import AuxClassifier, TrainSettings, prepare_encoder
 
     out = {}
     half = sizes.frames // 2 // 16 * 16

@@ -2,6 +2,7 @@
 
     python -m benchmarks.scale                    # 10%, 30% and 100% (about 8,400 clips of 10 s at 100%)
     python -m benchmarks.scale --fractions 0.1 0.3 --smoke-seconds 1   # seconds-long version (tests)
+    python -m benchmarks.scale --channels 2       # stereo clips, as DCASE 2026 ships them
 
 Each run writes synthetic clips in the DCASE 2023 layout (7 machine types, 990 source + 10 target
 training normals and 200 test clips each at 100%), a small random encoder (so that the encoder does
@@ -38,9 +39,12 @@ def clip_counts(fraction: float) -> dict[str, int]:
                 test_per_cell=max(2, round(TEST_PER_CELL * fraction)))
 
 
-def write_data(root: Path, fraction: float, seconds: float) -> int:
+def write_data(root: Path, fraction: float, seconds: float, channels: int = 1) -> int:
     """Synthetic clips in the DCASE 2023 dev layout: a hum per machine and attribute value over noise,
-    anomalies with an extra tone. Returns the number of clips."""
+    anomalies with an extra tone; with channels = 2, stereo as in DCASE 2026 (channel 0 the mono clip,
+    channel 1 a far microphone: eat_asd.demo.far_microphone). Returns the number of clips."""
+    from eat_asd.demo import far_microphone
+
     import numpy as np
     import soundfile as sf
 
@@ -50,6 +54,7 @@ def write_data(root: Path, fraction: float, seconds: float) -> int:
     total = 0
     for mi, machine in enumerate(MACHINES):
         rng = np.random.default_rng(mi)
+        far_rng = np.random.default_rng([mi, 1])
         cells = [("train", "source", "normal", counts["train_source"]), ("train", "target", "normal", counts["train_target"])]
         cells += [("test", d, label, counts["test_per_cell"]) for d in ("source", "target") for label in ("normal", "anomaly")]
         for split, domain, label, count in cells:
@@ -61,7 +66,10 @@ def write_data(root: Path, fraction: float, seconds: float) -> int:
                 if label == "anomaly":
                     x += 0.1 * np.sin(2 * np.pi * rng.uniform(900, 2500) * t)
                 name = f"section_00_{domain}_{split}_{label}_{i:04d}_speed_{value}.wav"
-                sf.write(folder / name, x.astype(np.float32), SAMPLE_RATE, subtype="PCM_16")
+                x = x.astype(np.float32)
+                if channels == 2:
+                    x = np.stack([x, far_microphone(far_rng, x)], axis=1)
+                sf.write(folder / name, x, SAMPLE_RATE, subtype="PCM_16")
                 total += 1
     return total
 
@@ -131,13 +139,13 @@ class JobMonitor:
         return out
 
 
-def run_fraction(work: Path, fraction: float, seconds: float, cores: int) -> dict:
+def run_fraction(work: Path, fraction: float, seconds: float, cores: int, channels: int = 1) -> dict:
     import yaml
 
     from eat_asd.demo import make_demo_encoder
 
     t0 = time.perf_counter()
-    clips = write_data(work / "data", fraction, seconds)
+    clips = write_data(work / "data", fraction, seconds, channels)
     frames = int(round(seconds * 100 / 16)) * 16
     make_demo_encoder(work / "encoder", max_length=max(64, frames // 16))
     data_s = time.perf_counter() - t0
@@ -201,6 +209,7 @@ def main(argv=None):
     p.add_argument("--fractions", type=float, nargs="+", default=[0.1, 0.3, 1.0])
     p.add_argument("--smoke-seconds", type=float, default=None, help="clip length instead of 10 s (tests)")
     p.add_argument("--cores", type=int, default=2)
+    p.add_argument("--channels", type=int, choices=[1, 2], default=1, help="2: stereo clips as in DCASE 2026")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "scale"))
     p.add_argument("--keep", action="store_true", help="keep the work folders")
     args = p.parse_args(argv)
@@ -210,14 +219,15 @@ def main(argv=None):
         work = Path(tempfile.mkdtemp(prefix=f"eat-asd-scale-{fraction:g}-"))
         try:
             load = load_line()
-            runs.append(run_fraction(work, fraction, seconds, args.cores) | dict(load=load))
+            runs.append(run_fraction(work, fraction, seconds, args.cores, args.channels) | dict(load=load))
             print(f"{fraction:.0%}: {runs[-1]['clips']} clips, {runs[-1]['wall_seconds']:.0f} s wall, "
                   f"largest job {runs[-1]['peak_mb']:.0f} MB ({load})", flush=True)
         finally:
             if not args.keep:
                 shutil.rmtree(work, ignore_errors=True)
     lines = growth_table(runs)
-    head = (f"Machine: {machine_line()}; synthetic clips of {seconds:g} s in the DCASE 2023 dev layout, small random "
+    stereo = ", stereo (features.channels 0)" if args.channels == 2 else ""
+    head = (f"Machine: {machine_line()}; synthetic clips of {seconds:g} s{stereo} in the DCASE 2023 dev layout, small random "
             f"encoder, {args.cores} cores, train.epochs 1. Load before each run: "
             + "; ".join(f"{r['fraction']:.0%}: {r['load']}" for r in runs) + ".")
     print("\n".join([head, ""] + lines))

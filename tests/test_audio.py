@@ -48,12 +48,25 @@ def test_resamples_to_16k(tmp_path):
     assert torch.allclose(feats[5:90], ref[5:90], atol=0.05)
 
 
-def test_stereo_is_mixed_to_mono(tmp_path):
+def test_stereo_channel_choice(tmp_path):
+    from eat_asd.audio import read_clip
+
     left = np.full(1600, 0.5, np.float32)
     right = np.full(1600, -0.25, np.float32)
     sf.write(tmp_path / "s.wav", np.stack([left, right], 1), 16000, subtype="FLOAT")
-    wav, sr = load_wav(tmp_path / "s.wav")
-    assert wav.shape == (1600,) and np.allclose(wav, 0.125)
+    wav, sr = load_wav(tmp_path / "s.wav")  # channel 0 by default: the near microphone of DCASE 2026
+    assert wav.shape == (1600,) and np.allclose(wav, 0.5)
+    assert np.allclose(load_wav(tmp_path / "s.wav", 1)[0], -0.25)
+    assert np.allclose(load_wav(tmp_path / "s.wav", "mix")[0], 0.125)
+    views = read_clip(tmp_path / "s.wav", "each").views
+    assert len(views) == 2 and np.allclose(views[0], 0.5) and np.allclose(views[1], -0.25)
+    with pytest.raises(AudioError, match=r"s\.wav: has 2 channel\(s\); features.channels = 2"):
+        load_wav(tmp_path / "s.wav", 2)
+    sf.write(tmp_path / "m.wav", left, 16000, subtype="FLOAT")
+    for channels in (0, "mix", "each"):
+        assert [v.tolist() for v in read_clip(tmp_path / "m.wav", channels).views] == [left.tolist()]
+    with pytest.raises(AudioError, match=r"m\.wav: has 1 channel"):
+        load_wav(tmp_path / "m.wav", 1)
 
 
 @pytest.mark.parametrize(
@@ -144,12 +157,19 @@ def test_feature_file_stores_what_the_features_changed(tmp_path, caplog):
     with caplog.at_level("INFO"):
         build_feature_file([str(p) for p in clips], list("abcd"), FeatureSettings(target_frames=96), tmp_path / "f.safetensors")
     notes = read_audio_notes(tmp_path / "f.safetensors")
-    assert (notes.clips, notes.resampled, notes.mixed_down, notes.padded, notes.cropped) == (4, 2, 1, 1, 3)
-    assert notes.sample_rates == {"44100": 1, "22050": 1} and notes.shortest_frames == 78
-    assert notes.examples["mixed_down"] == ["cd.wav"] and notes.examples["padded"] == ["short.wav"]
+    assert (notes.clips, notes.resampled, notes.multi_channel, notes.mixed_down, notes.padded, notes.cropped) == (4, 2, 1, 0, 1, 3)
+    assert notes.sample_rates == {"44100": 1, "22050": 1} and notes.shortest_frames == 78 and notes.channel == "0"
+    assert notes.examples["multi_channel"] == ["cd.wav"] and notes.examples["padded"] == ["short.wav"]
     line = [r for r in caplog.records if "f.safetensors" in r.getMessage()]
     assert len(line) == 1 and line[0].levelname == "WARNING"
-    assert "2 resampled to 16 kHz (from 22050 Hz: 1, 44100 Hz: 1); 1 mixed down to mono; 1 zero-padded" in line[0].getMessage()
+    assert ("2 resampled to 16 kHz (from 22050 Hz: 1, 44100 Hz: 1); 1 with several channels: channel 0 used "
+            "(features.channels = 0); 1 zero-padded") in line[0].getMessage()
+    # the channel setting says what happened to the stereo clip
+    build_feature_file([str(clips[1])], ["b"], FeatureSettings(target_frames=96, channels="mix"), tmp_path / "mix.safetensors")
+    mixed = read_audio_notes(tmp_path / "mix.safetensors")
+    assert (mixed.multi_channel, mixed.mixed_down) == (1, 1) and "1 with several channels: mixed down to mono" in mixed.summary()
+    build_feature_file([str(clips[1])], ["b"], FeatureSettings(target_frames=96, channels="each"), tmp_path / "each.safetensors")
+    assert "each channel embedded as a view of its own" in read_audio_notes(tmp_path / "each.safetensors").summary()
     # the summary the report and the terminal show: only feature files whose clips the features changed
     from eat_asd.audio_notes import changed_summaries
 

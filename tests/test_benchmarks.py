@@ -30,7 +30,15 @@ def test_scale_data_has_the_dcase_2023_layout_and_counts(tmp_path):
     per_machine = counts["train_source"] + counts["train_target"] + 4 * counts["test_per_cell"]
     assert n == len(MACHINES) * per_machine and clip_counts(1.0) == dict(train_source=990, train_target=10, test_per_cell=50)
     found = discover(tmp_path / "dev_data")
-    assert len(found) == n and set(found["machine"]) == set(MACHINES)
+    assert len(found) == n and set(found["machine"]) == set(MACHINES) and set(found["channels"]) == {1}
+    # stereo, as DCASE 2026: channel 0 is the mono clip
+    import soundfile as sf
+
+    write_data(tmp_path / "stereo", 0.01, 0.1, channels=2)
+    stereo = discover(tmp_path / "stereo" / "dev_data")
+    assert set(stereo["channels"]) == {2} and len(stereo) == n
+    one = found["path"].iloc[0].replace(str(tmp_path), str(tmp_path / "stereo"))
+    assert (sf.read(one)[0][:, 0] == sf.read(found["path"].iloc[0])[0]).all()
 
 
 def test_job_monitor_sees_only_its_own_stage_jobs_with_their_peak_memory():

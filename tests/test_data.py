@@ -149,7 +149,7 @@ def test_empty_folders(tmp_path):
     with pytest.raises(DataError, match="no such folder"):
         discover(tmp_path / "nothing")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="no .wav files"):
+    with pytest.raises(DataError, match="no audio files"):
         discover(tmp_path / "empty")
     root = build(tmp_path / "d", ["fan/train/section_00_source_train_normal_0000.wav"])
     (root / "fan" / "test").mkdir()
@@ -261,3 +261,127 @@ def test_demo_data_is_parsed_with_expected_counts(tmp_path):
     a = sf.read(root / "dev_data/raw/fan/test/section_00_source_test_anomaly_0000_vel_6.wav")[0]
     b = sf.read(again / "dev_data/raw/fan/test/section_00_source_test_anomaly_0000_vel_6.wav")[0]
     assert np.array_equal(a, b)
+
+
+# ------------------------------------------------------------------ what real data sets hold (2024-2026)
+
+
+def test_attribute_tables_are_keyed_by_machine_type_and_split(tmp_path):
+    """Before, a gearbox clip got pump's attributes: both folders list the same bare name."""
+    name = "section_00_source_train_normal_0001_noAttribute.wav"
+    test_name = "section_00_source_test_normal_0000_noAttribute.wav"
+    root = build(tmp_path / "d", [f"gearbox/train/{name}", f"pump/train/{name}", f"pump/test/{test_name}",
+                                  f"gearbox/test/{test_name}"])
+    pd.DataFrame({"file_name": [f"pump/train/{name}", f"pump/train/{test_name}"], "d1p": ["volt", "volt"],
+                  "d1v": ["2.0", "3.0"]}).to_csv(root / "pump" / "attributes_00.csv", index=False)
+    pd.DataFrame({"file_name": [name], "d1p": ["wt"], "d1v": ["150"]}).to_csv(  # a bare name: every split of gearbox
+        root / "gearbox" / "attributes_00.csv", index=False)
+    m = discover(root).set_index(["machine", "key"])
+    assert json.loads(m.loc[("pump", f"train/{name}"), "attributes"]) == {"volt": "2.0"}
+    assert json.loads(m.loc[("pump", f"test/{test_name}"), "attributes"]) == {}  # pump's row names its train split only
+    assert json.loads(m.loc[("gearbox", f"train/{name}"), "attributes"]) == {"wt": "150"}
+
+
+def test_attribute_less_names_parse_as_no_attributes(tmp_path):
+    assert parse_attributes("noAttribute") == {}
+    root = build(tmp_path / "d", ["fan/train/section_00_source_train_normal_0000_noAttribute.wav",
+                                  "fan/train/section_00_target_train_normal_0001_noAttribute.wav"])
+    m = discover(root)
+    assert set(m["attributes"]) == {"{}"} and set(m["attribute_string"]) == {"noAttribute"}
+    assert resolve_granularity(training_clips(m)) == "machine"  # not one class per attribute string
+
+
+def test_symlinked_folders_are_followed_once(tmp_path, caplog):
+    """Before, a machine-type folder (or a train/ folder) that is a symlink vanished without a message."""
+    store = build(tmp_path / "store", ["pump/train/section_00_source_train_normal_0000.wav",
+                                       "pump/test/section_00_source_test_anomaly_0000.wav",
+                                       "valve_train/section_00_source_train_normal_0000.wav"])
+    root = build(tmp_path / "d", ["fan/train/section_00_source_train_normal_0000.wav",
+                                  "valve/test/section_00_source_test_normal_0000.wav"])
+    (root / "pump").symlink_to(store / "pump", target_is_directory=True)
+    (root / "valve" / "train").symlink_to(store / "valve_train", target_is_directory=True)
+    (root / "fan" / "train" / "loop").symlink_to(root / "fan", target_is_directory=True)  # a link loop ends
+    with caplog.at_level(logging.WARNING):
+        m = discover(root)
+    assert sorted(m["machine"].unique()) == ["fan", "pump", "valve"]
+    assert m.groupby("machine").size().to_dict() == {"fan": 1, "pump": 2, "valve": 2}
+    assert str(root / "pump" / "train" / "section_00_source_train_normal_0000.wav") in set(m["path"])
+    assert "read once" in caplog.text
+
+
+def test_every_format_libsndfile_reads_is_found_and_others_are_named(tmp_path, caplog):
+    """Before, a FLAC clip beside wav clips was skipped without a word (51 clips from 52 files)."""
+    from eat_asd.data import AUDIO_SUFFIXES
+
+    root = build(tmp_path / "d", ["fan/train/section_00_source_train_normal_0000.wav"])
+    tone = (0.1 * np.sin(np.arange(1600) / 5)).astype(np.float32)
+    sf.write(root / "fan/train/section_00_source_train_normal_0001.flac", tone, 16000, format="FLAC")
+    sf.write(root / "fan/train/section_00_source_train_normal_0002.ogg", tone, 16000, format="OGG")
+    (root / "fan/train/notes.docx").write_text("not audio")
+    with caplog.at_level(logging.WARNING):
+        m = discover(root)
+    assert sorted(m["filename"]) == ["section_00_source_train_normal_0000.wav", "section_00_source_train_normal_0001.flac",
+                                     "section_00_source_train_normal_0002.ogg"]
+    assert set(m["sample_rate"]) == {16000}
+    assert "1 file(s) below" in caplog.text and "notes.docx" in caplog.text
+    # every container format libsndfile names has a file ending the scan looks for (RAW has no header to read)
+    endings = {"WAVEX": ".wav", "MAT4": ".mat", "MAT5": ".mat", "MPC2K": ".mpc", "IRCAM": ".sf", "NIST": ".nist"}
+    for fmt in sf.available_formats():
+        if fmt != "RAW":
+            assert endings.get(fmt, "." + fmt.lower()) in AUDIO_SUFFIXES, fmt
+
+
+SUPPLEMENTAL_FORMS = {  # name -> (kind, domain, section)
+    "section_00_machine_source_0000_noAttribute.wav": ("machine", "source", "00"),
+    "section_00_noise_source_0000_noAttribute.wav": ("noise", "source", "00"),
+    "section_00_source_supplemental_machine_0000.wav": ("machine", "source", "00"),
+    "section_00_noise_supplemental_normal_0000.wav": ("noise", "unknown", "00"),
+    "section_01_source_supplemental_normal_0002_car_A1_noise_1.wav": ("machine", "source", "01"),
+    "ambience_take3.wav": ("unknown", "unknown", "00"),
+}
+
+
+def test_supplemental_folder_beside_train_and_test(tmp_path, caplog):
+    """Before, any of these names failed the whole data set with 'match no known DCASE pattern'."""
+    raw = tmp_path / "data" / "dev_data" / "raw"
+    build(raw, ["fan/train/section_00_source_train_normal_0000_noAttribute.wav",
+                "fan/test/section_00_source_test_anomaly_0000_noAttribute.wav",
+                "fan/test/section_00_source_test_normal_0000_noAttribute.wav"]
+          + [f"fan/supplemental/{n}" for n in SUPPLEMENTAL_FORMS])
+    m = discover(tmp_path / "data")
+    sup = m[m["split"] == "supplemental"].set_index("filename")
+    assert len(m) == 3 + len(SUPPLEMENTAL_FORMS) and len(sup) == len(SUPPLEMENTAL_FORMS)
+    for name, (kind, domain, section) in SUPPLEMENTAL_FORMS.items():
+        assert (sup.loc[name, "kind"], sup.loc[name, "domain"], sup.loc[name, "section"]) == (kind, domain, section), name
+        assert sup.loc[name, "label"] == ("normal" if kind == "machine" else "unknown")
+    assert set(m.loc[m["split"] != "supplemental", "kind"]) == {"machine"}
+    assert check_manifest(m) == []  # supplemental clips never fail a data set, nor does an empty supplemental/
+    (raw / "pump" / "supplemental").mkdir(parents=True)
+    build(raw, ["pump/train/section_00_source_train_normal_0000.wav"])
+    assert len(discover(tmp_path / "data")) == len(m) + 1
+    assert training_clips(m)["split"].tolist() == ["train"]
+    # a train/test file whose name cannot be read still fails, as before
+    build(raw, ["fan/train/recording_7.wav"])
+    with pytest.raises(DataError, match="recording_7.wav"):
+        discover(tmp_path / "data")
+
+
+def test_dcase2026_stereo_clips_and_additional_training_data(tmp_path):
+    """DCASE 2026: stereo clips (near microphone left, far right); additional training data in eval_data/raw/<machine>/train/."""
+    dev, ev = tmp_path / "data" / "dev_data" / "raw", tmp_path / "data" / "eval_data" / "raw"
+    for path in [dev / "ToyCarEmu/train/section_00_source_train_normal_0000_noAttribute.wav",
+                 dev / "ToyCarEmu/test/section_00_target_test_anomaly_0000_noAttribute.wav",
+                 ev / "valveEmu/train/section_00_source_train_normal_0000_noAttribute.wav",
+                 ev / "valveEmu/test/section_00_0000.wav"]:
+        touch_wav(path, channels=2)
+    m = discover(tmp_path / "data")
+    assert set(m["channels"]) == {2} and sorted(m["machine"].unique()) == ["ToyCarEmu", "valveEmu"]
+    assert m.set_index("key").loc["test/section_00_0000.wav", "label"] == "unknown"
+    # the CLI's summary shows split, kind and channels
+    from eat_asd.cli import main
+
+    build(dev, ["ToyCarEmu/supplemental/section_00_noise_source_0000_noAttribute.wav"])
+    assert main(["discover", str(tmp_path / "data"), "--out", str(tmp_path / "m.csv")]) == 0
+    written = read_manifest(tmp_path / "m.csv")
+    assert {"split", "kind", "channels"} <= set(written.columns)
+    assert written.loc[written["split"] == "supplemental", ["kind", "channels"]].values.tolist() == [["noise", 1]]

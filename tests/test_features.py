@@ -54,7 +54,7 @@ def test_building_holds_one_block_of_features(tmp_path, monkeypatch):
 
     monkeypatch.setattr(feat, "feature_blocks", blocks)
     monkeypatch.setattr(feat, "content_hash", lambda p: "h")
-    monkeypatch.setattr(feat, "clip_notes", lambda paths, settings: (feat.AudioNotes(), {}))
+    monkeypatch.setattr(feat, "clip_notes", lambda paths, settings: (feat.AudioNotes(), {}, {}))
     settings = FeatureSettings(target_frames=256)  # 128 KB per clip, 8 clips per block
     tracemalloc.start()
     build_feature_file([f"c{i}" for i in range(320)], [f"k{i}" for i in range(320)], settings, tmp_path / "f.safetensors", batch_size=8)

@@ -191,3 +191,25 @@ def test_backend_settings_are_checked_per_machine_type(tmp_path):
                              overrides={"pump": {"scoring": {"backend": "kmeans"}}}))
     plan_workflow(config(tmp_path / "ok", scoring={"smote_ratio": 0.2, "domain_strategy": "min"},
                          overrides={"pump": {"scoring": {"backend": "kmeans", "smote_ratio": 0}}}))
+
+
+def test_supplemental_recordings_are_planned_in_the_train_part(tmp_path):
+    cfg = config(tmp_path)
+    sup = tmp_path / "data" / "fan" / "supplemental"
+    sup.mkdir()
+    for name in ("section_00_machine_source_0000_noAttribute.wav", "section_00_machine_source_0001_noAttribute.wav",
+                 "section_00_noise_source_0000_noAttribute.wav", "recorded_outside.wav"):
+        (sup / name).write_bytes(b"x")
+    fan = plan_workflow(cfg)["fan"]
+    assert sorted(p.rsplit("/", 1)[1] for p in fan.train_files if "/supplemental/" in p) == [
+        "recorded_outside.wav", "section_00_machine_source_0000_noAttribute.wav",
+        "section_00_machine_source_0001_noAttribute.wav", "section_00_noise_source_0000_noAttribute.wav"]
+    assert [p.rsplit("/", 1)[1] for p in fan.noise_files] == ["section_00_noise_source_0000_noAttribute.wav"]
+    assert len(fan.bank) == 7 and not fan.test_files or all("/supplemental/" not in p for p in fan.test_files)
+    banked = plan_workflow(validate_config({**cfg, "scoring": {"bank_supplemental": True}}))["fan"]
+    assert len(banked.bank) == 9  # the two machine recordings join the bank
+    assert plan_workflow(validate_config({**cfg, "train": {"noise_mix": {"prob": 0.5}}}))["fan"].noise_files
+    with pytest.raises(ConfigError, match=r"snr_db = \[10, 0\]: give \[low, high\]"):
+        plan_workflow(validate_config({**cfg, "train": {"noise_mix": {"prob": 0.5, "snr_db": [10, 0]}}}))
+    with pytest.raises(ConfigError, match="train.noise_mix.prob = 0.5, but no training machine type"):
+        plan_workflow(validate_config({**cfg, "train": {"noise_mix": {"prob": 0.5}}, "score_only_machine_types": ["fan"]}))

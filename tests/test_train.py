@@ -429,7 +429,7 @@ def test_the_trained_weights_do_not_depend_on_the_cores_granted(tmp_path, monkey
     for m in machines:
         assert main(["discover", str(tmp_path / "demo" / "data"), "--machine", m, "--out", str(tmp_path / f"{m}.csv")]) == 0
         assert main(["features", "--config", str(config), "--manifest", str(tmp_path / f"{m}.csv"),
-                     "--out", str(tmp_path / f"{m}.safetensors")]) == 0
+                     "--data-root", str(tmp_path / "demo" / "data"), "--out", str(tmp_path / f"{m}.safetensors")]) == 0
 
     def train(out, *extra):
         assert main(["train", "--config", str(config), "--encoder", str(tmp_path / "demo" / "encoder"), "--device", "cpu",

@@ -57,6 +57,15 @@ def test_full_run_writes_every_output(demo_run):
     assert card.startswith("---\n") and "| fan |" in card and "snakemake" in card and "--cores 2" in card
     assert (r / "benchmarks" / "train_encoder.tsv").is_file()
     assert not list(r.rglob("*.tmp"))
+    # the small demo is stereo (DCASE 2026) with features.channels = each: two views per clip, in
+    # training and in the embeddings (each clip's two embeddings side by side), and the report says so
+    manifest = pd.read_csv(r / "manifests" / "fan.train.csv")
+    assert set(manifest["channels"]) == {2} and set(manifest["kind"]) == {"machine"}
+    summary = json.loads((r / "encoder" / "summary.json").read_text())
+    assert summary["n_train"] + summary["n_val"] == 2 * len(MACHINES) * len(manifest)  # every machine type alike
+    with np.load(r / "embeddings" / "fan.npz") as z:
+        assert z["embeddings"].shape == (len(manifest) + 16, 2 * 96)
+    assert "with several channels: each channel embedded as a view of its own" in html
 
 
 def test_nothing_reruns_when_nothing_changed(demo_run):
@@ -202,7 +211,7 @@ def test_unseen_dcase2020_folder_with_a_local_encoder(tmp_path, reference):
                     path = root / machine / "test" / f"{label}_id_{mid}_{i:08d}.wav"
                     path.parent.mkdir(parents=True, exist_ok=True)
                     sf.write(path, (0.3 * tone).astype(np.float32), 16000)
-    # one training clip at 22.05 kHz in stereo: resampled and mixed down, which the terminal and the report say
+    # one training clip at 22.05 kHz in stereo: resampled and its channel 0 used, which the terminal and the report say
     odd = np.sin(2 * np.pi * 360 * np.arange(11025) / 22050)
     sf.write(root / "valve" / "train" / "normal_id_04_00000000.wav", 0.3 * np.stack([odd, odd], 1), 22050)
     encoder = tmp_path / "tiny_encoder"
@@ -210,7 +219,8 @@ def test_unseen_dcase2020_folder_with_a_local_encoder(tmp_path, reference):
     (tmp_path / "config.yaml").write_text("data_root: unused\n")
     run = snakemake(tmp_path, "--cores", "2", "--config", "demo=false", f"data_root={root}", f"encoder={encoder}",
                     "features={target_frames: 48}", "train={epochs: 2}", "results=out")
-    said = "features changed the clips of valve.train.safetensors: 6 clips: 1 resampled to 16 kHz (from 22050 Hz: 1); 1 mixed down"
+    said = ("features changed the clips of valve.train.safetensors: 6 clips: 1 resampled to 16 kHz (from 22050 Hz: 1); "
+            "1 with several channels: channel 0 used (features.channels = 0)")
     assert "eat-asd: " + said in run.stdout + run.stderr
     out = tmp_path / "out"
     auroc = pd.read_csv(out / "tables" / "auroc.csv")

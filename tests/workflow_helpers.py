@@ -14,8 +14,9 @@ SMALL_DEMO = {
     "data_root": "demo/data",
     "encoder": "demo/encoder",
     "results": "results",
-    "demo": {"seed": 0, "seconds": 1.0, "train_source": 8, "train_target": 3, "test_per_cell": 4},
-    "features": {"target_frames": 112},
+    # stereo, as DCASE 2026, each channel a view: the one end-to-end run covers the multi-view path
+    "demo": {"seed": 0, "seconds": 1.0, "train_source": 8, "train_target": 3, "test_per_cell": 4, "channels": 2},
+    "features": {"target_frames": 112, "channels": "each"},
     "train": {"epochs": 3, "lr": 0.003, "loss": "arcface"},
 }
 

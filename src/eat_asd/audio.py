@@ -24,13 +24,46 @@ FBANK_STD = 4.569
 
 @dataclass
 class Clip:
-    waveform: np.ndarray  # float32 mono in [-1, 1]
+    views: list[np.ndarray]  # float32 mono signals in [-1, 1]: one, or one per channel (features.channels = each)
     sample_rate: int
-    channels: int  # in the file, before the mix-down
+    channels: int  # in the file
+
+    @property
+    def waveform(self) -> np.ndarray:
+        """The one view of a clip read with a channel index or mix."""
+        if len(self.views) != 1:
+            raise ValueError(f"a clip of {len(self.views)} views has no single waveform")
+        return self.views[0]
 
 
-def read_clip(path: str | Path) -> Clip:
-    """Read a wav file as float32 mono; a truncated file or non-finite samples are AudioErrors."""
+def n_views(channels, file_channels: int) -> int:
+    """Views a clip of `file_channels` channels gives under features.channels = `channels`."""
+    return file_channels if channels == "each" else 1
+
+
+def check_channels(path, channels, file_channels: int) -> None:
+    """Refuse a clip with fewer channels than the features.channels index asks for."""
+    if isinstance(channels, int) and not isinstance(channels, bool) and channels >= file_channels:
+        raise AudioError(f"{path}: has {file_channels} channel(s); features.channels = {channels} asks for channel "
+                         f"{channels} (channels count from 0)")
+
+
+def select_channels(data: np.ndarray, channels, path="clip") -> list[np.ndarray]:
+    """The views of (samples, channels) audio: [channel `channels`], [the mean of the channels] ('mix')
+    or every channel ('each')."""
+    if channels == "mix":
+        views = [data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]]
+    elif channels == "each":
+        views = [data[:, c] for c in range(data.shape[1])]
+    else:
+        check_channels(path, channels, data.shape[1])
+        views = [data[:, int(channels)]]
+    return [np.ascontiguousarray(v, dtype=np.float32) for v in views]
+
+
+def read_clip(path: str | Path, channels=0) -> Clip:
+    """Read an audio file as float32 views (see select_channels; by default channel 0, which is the
+    signal of a mono file); a truncated file or non-finite samples are AudioErrors."""
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"{path}: no such audio file")
@@ -48,13 +81,12 @@ def read_clip(path: str | Path) -> Clip:
         first = int(np.argmin(finite))
         raise AudioError(f"{path}: {int((~finite).sum())} of {len(finite)} samples are NaN or infinite "
                          f"(the first at {first / sample_rate:.3f} s)")
-    waveform = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-    return Clip(np.ascontiguousarray(waveform, dtype=np.float32), int(sample_rate), int(data.shape[1]))
+    return Clip(select_channels(data, channels, path), int(sample_rate), int(data.shape[1]))
 
 
-def load_wav(path: str | Path) -> tuple[np.ndarray, int]:
-    """(waveform, sample_rate) of a wav file, as read_clip reads it."""
-    clip = read_clip(path)
+def load_wav(path: str | Path, channels=0) -> tuple[np.ndarray, int]:
+    """(waveform, sample_rate) of one channel (or the mix) of an audio file, as read_clip reads it."""
+    clip = read_clip(path, channels)
     return clip.waveform, clip.sample_rate
 
 

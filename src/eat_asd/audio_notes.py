@@ -1,5 +1,5 @@
-"""What turning clips into features changed about them (resampling, channel mix-down, zero padding,
-cropping), counted per feature file and stored in its metadata. Reading them back needs neither
+"""What turning clips into features changed about them (resampling, the channel used of multi-channel
+clips, zero padding, cropping), counted per feature file and stored in its metadata. Reading them back needs neither
 torch nor safetensors, so reports can show them."""
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ N_EXAMPLES = 3
 class AudioNotes:
     clips: int = 0
     resampled: int = 0  # not at 16 kHz
-    mixed_down: int = 0  # more than one channel
+    mixed_down: int = 0  # more than one channel, mixed to mono (features.channels = mix)
+    multi_channel: int = 0  # more than one channel (whatever features.channels does with them)
+    channel: str = "mix"  # features.channels (files written before the setting existed mixed the channels)
     padded: int = 0  # shorter than features.target_frames: zero-padded
     cropped: int = 0  # longer: the end is cut off
     target_frames: int = 0
@@ -36,7 +38,9 @@ class AudioNotes:
             kinds.append("resampled")
             self.sample_rates[str(sample_rate)] = self.sample_rates.get(str(sample_rate), 0) + 1
         if channels > 1:
-            kinds.append("mixed_down")
+            kinds.append("multi_channel")
+            if self.channel == "mix":
+                kinds.append("mixed_down")
         if frames < self.target_frames:
             kinds.append("padded")
         elif frames > self.target_frames:
@@ -56,9 +60,17 @@ class AudioNotes:
 
     @property
     def changed(self) -> bool:
-        """Whether any clip was resampled, mixed down or notably padded (cropping long clips, and padding
-        up to the next whole patch, are the expected cases)."""
-        return bool(self.resampled or self.mixed_down or self.notably_padded)
+        """Whether any clip was resampled, had several channels or was notably padded (cropping long clips,
+        and padding up to the next whole patch, are the expected cases)."""
+        return bool(self.resampled or self.mixed_down or self.multi_channel or self.notably_padded)
+
+    def channel_use(self) -> str:
+        """What happened to the clips with several channels."""
+        if self.channel == "mix":
+            return "mixed down to mono"
+        if self.channel == "each":
+            return "each channel embedded as a view of its own (features.channels = each)"
+        return f"channel {self.channel} used (features.channels = {self.channel})"
 
     def summary(self) -> str:
         """One line for the job log."""
@@ -66,14 +78,14 @@ class AudioNotes:
         if self.resampled:
             rates = ", ".join(f"{r} Hz: {n}" for r, n in sorted(self.sample_rates.items()))
             parts.append(f"{self.resampled} resampled to 16 kHz (from {rates})")
-        if self.mixed_down:
-            parts.append(f"{self.mixed_down} mixed down to mono")
+        if self.multi_channel or self.mixed_down:
+            parts.append(f"{self.multi_channel or self.mixed_down} with several channels: {self.channel_use()}")
         if self.padded:
             parts.append(f"{self.padded} zero-padded to {self.target_frames} frames (shortest: {self.shortest_frames})")
         if self.cropped:
             parts.append(f"{self.cropped} cropped to {self.target_frames} frames")
-        changes = "; ".join(parts) if parts else "none resampled, mixed down, padded or cropped"
-        examples = "; ".join(f"{k}: {', '.join(v)}" for k, v in self.examples.items())
+        changes = "; ".join(parts) if parts else "none resampled, multi-channel, padded or cropped"
+        examples = "; ".join(f"{k}: {', '.join(v)}" for k, v in self.examples.items() if k != "mixed_down" or not self.multi_channel)
         return f"{self.clips} clips: {changes}" + (f" (e.g. {examples})" if examples else "")
 
     def to_json(self) -> str:

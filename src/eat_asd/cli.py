@@ -50,7 +50,8 @@ def cmd_demo(args):
         raise SystemExit("demo: give OUT, or both --data-root and --encoder")
     data = Path(args.data_root or Path(args.out) / "data")
     encoder = Path(args.encoder or Path(args.out) / "encoder")
-    sizes = DemoSizes(seconds=args.seconds, train_source=args.train_source, train_target=args.train_target, test_per_cell=args.test_per_cell)
+    sizes = DemoSizes(seconds=args.seconds, train_source=args.train_source, train_target=args.train_target,
+                      test_per_cell=args.test_per_cell, channels=args.channels)
     make_demo_data(data, args.seed, sizes)
     make_demo_encoder(encoder, args.seed)
     print(f"demo data: {data}\ndemo encoder: {encoder}")
@@ -67,7 +68,7 @@ def cmd_discover(args):
         manifest = discover(args.data_root)
         check_manifest(manifest)
         write_csv(args.out, stored_paths(manifest, args.data_root))
-        print(manifest.groupby(["machine", "split", "domain", "label"]).size().to_string())
+        print(manifest.groupby(["machine", "split", "kind", "domain", "label", "channels"]).size().to_string())
 
 
 def cmd_features(args):
@@ -114,7 +115,7 @@ def cmd_train(args):
     fs = (FeatureSettings(**json.loads(args.feature_settings)) if args.feature_settings
           else _section_settings(argparse.Namespace(config=args.config), FeatureSettings, feature_values))
     summary = train(args.encoder, args.features, args.manifests, fs, settings, args.out, args.device,
-                    args.encoder_revision or None)
+                    args.encoder_revision or None, args.data_root or None)
     print(json.dumps({k: v for k, v in summary.items() if k != "settings"}, indent=2, default=str))
 
 
@@ -280,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--train-source", type=int, default=24, help="source-domain training clips per machine type")
     s.add_argument("--train-target", type=int, default=4, help="target-domain training clips per machine type")
     s.add_argument("--test-per-cell", type=int, default=10, help="test clips per domain and label")
+    s.add_argument("--channels", type=int, choices=[1, 2], default=1,
+                   help="1: mono clips; 2: stereo, a far microphone (the machine quieter, under more noise) in channel 1")
 
     s = add("discover", cmd_discover, "find the clips under a data root and write a manifest CSV")
     s.add_argument("data_root", help="folder with the clips in a DCASE Task 2 layout")
@@ -300,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--encoder", required=True, help="Hub id or local folder of the pre-trained EAT")
     s.add_argument("--encoder-revision", help="Hub branch, tag or commit of --encoder (default or empty: main)")
     s.add_argument("--features", nargs="+", required=True, help="feature files of the training machine types")
+    s.add_argument("--data-root", help="folder the manifests' clip paths are relative to (train.noise_mix reads the clips)")
     s.add_argument("--manifests", nargs="+", required=True, help="their manifests, in the same order")
     s.add_argument("--feature-settings", help="JSON of the feature settings the files were made with")
     s.add_argument("--mode", choices=["lora", "full", "frozen"], help="fine-tuning mode (overrides the settings)")

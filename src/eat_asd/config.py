@@ -56,6 +56,8 @@ def _coerce(value, schema: dict, root: dict | None = None):
     root = root or schema
     schema = _resolve(schema, root)
     if isinstance(value, dict):
+        if "properties" not in schema:  # e.g. demo: null, false or an object
+            schema = next((b for b in schema.get("oneOf", []) if b.get("type") == "object"), schema)
         props = schema.get("properties", {})
         extra = schema.get("additionalProperties")
         for key, sub in list(value.items()):
@@ -158,7 +160,12 @@ def schema_settings(*sections: str):
             where.setdefault(section, []).append(name)
             if "default" in schemas[section][name]:
                 default = schemas[section][name]["default"]
-                setattr(cls, name, tuple(default) if isinstance(default, list) else default)
+                if isinstance(default, dict):  # a dataclass field may not share one mutable default
+                    from dataclasses import field
+
+                    setattr(cls, name, field(default_factory=functools.partial(copy.deepcopy, default)))
+                else:
+                    setattr(cls, name, tuple(default) if isinstance(default, list) else default)
         own_check = cls.__dict__.get("__post_init__")
 
         def __post_init__(self):
@@ -179,7 +186,7 @@ def schema_settings(*sections: str):
 
 
 def feature_values(config: dict) -> dict:
-    return {"target_frames": config["features"]["target_frames"]}
+    return {"target_frames": config["features"]["target_frames"], "channels": config["features"]["channels"]}
 
 
 def train_values(config: dict) -> dict:

@@ -1,10 +1,11 @@
-"""Finding clips in the DCASE Task 2 layouts (2020-2025 and dev_data/{train,test}/{machine}) and
+"""Finding clips in the DCASE Task 2 layouts (2020-2026 and dev_data/{train,test}/{machine}) and
 turning their names into a manifest; auxiliary labels and the train/validation split."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from pathlib import Path
 
@@ -18,13 +19,24 @@ log = logging.getLogger(__name__)
 
 SPLIT_DIRS = {"train": "train", "test": "test", "source_test": "test", "target_test": "test", "supplemental": "supplemental"}
 SIMPLE_SPLITS = {"train", "test"}
-# The workflow keeps each machine type's clips in these two parts, so that test clips never retrain the encoder.
+# The workflow keeps each machine type's clips in these two parts, so that test clips never retrain the encoder;
+# the supplemental recordings (DCASE 2025) serve training only and live in the train part.
 PARTS = ("train", "test")
+PART_SPLITS = {"train": ("train", "supplemental"), "test": ("test",)}
 GRANULARITIES = ("machine", "section", "attribute")
+# What a clip holds: the machine (every train/test clip), or, in supplemental/, noise only or an unknown kind.
+KINDS = ("machine", "noise", "unknown")
 COLUMNS = [
-    "key", "path", "machine", "section", "domain", "split", "label", "attributes", "attribute_string",
+    "key", "path", "machine", "section", "domain", "split", "kind", "label", "attributes", "attribute_string",
     "clip_id", "filename", "layout", "sample_rate", "channels", "duration",
 ]
+# File name endings of the formats libsndfile reads (soundfile.available_formats(); a test checks the two
+# agree). Planning lists clips without importing soundfile (and numpy with it), hence a list here.
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".snd",
+                  ".caf", ".w64", ".rf64", ".wve", ".voc", ".paf", ".svx", ".nist", ".sph", ".ircam", ".sf",
+                  ".mat", ".pvf", ".xi", ".htk", ".sds", ".avr", ".sd2", ".mpc")
+# Files that may sit beside the clips without being named as skipped.
+NOT_AUDIO_OK = (".csv", ".txt", ".md", ".json", ".yaml", ".yml")
 
 # DCASE 2021-2025: section_00_source_train_normal_0000_m-n_W.wav (attributes optional)
 DCASE21 = re.compile(
@@ -43,8 +55,9 @@ LABEL_TOKEN = re.compile(r"(?:^|[_\-.])(normal|anomaly|anomalous|abnormal)(?:$|[
 
 
 def parse_attributes(text: str | None) -> dict[str, str]:
-    """'m-n_X' -> {'m-n': 'X'}; 'volt_1.5_wt_150' -> {'volt': '1.5', 'wt': '150'}; 'noAttribute(s)' -> {}."""
-    if not text or text in ("noAttribute", "noAttributes"):
+    """'m-n_X' -> {'m-n': 'X'}; 'volt_1.5_wt_150' -> {'volt': '1.5', 'wt': '150'};
+    'noAttributes' (2023) and 'noAttribute' (2024-2026) -> {}."""
+    if not text or text in ("noAttributes", "noAttribute"):
         return {}
     tokens = text.split("_")
     if len(tokens) % 2:  # a trailing key without value (e.g. 2021's '..._ambient')
@@ -62,23 +75,48 @@ def _norm_label(token: str) -> str:
 
 
 def parse_name(stem: str, split_dir: str, layout: str) -> dict | None:
-    """Metadata from a file name (without .wav); None when no known pattern matches."""
+    """Metadata from a file name (without its suffix); None when no known pattern matches."""
+    if split_dir == "supplemental":
+        return parse_supplemental(stem)
     if m := DCASE21.match(stem):
         return dict(section=m["section"], domain=m["domain"], split=m["split"], label=_norm_label(m["label"]),
-                    attribute_string=m["attrs"] or "", clip_id=m["num"], layout="dcase2021+")
+                    attribute_string=m["attrs"] or "", clip_id=m["num"], layout="dcase2021+", kind="machine")
     if m := DCASE_EVAL.match(stem):
         return dict(section=m["section"], domain="unknown", split=SPLIT_DIRS[split_dir], label="unknown",
-                    attribute_string="", clip_id=m["num"], layout="dcase2021+")
+                    attribute_string="", clip_id=m["num"], layout="dcase2021+", kind="machine")
     if m := DCASE20.match(stem):
         return dict(section=m["section"], domain="none", split=SPLIT_DIRS[split_dir], label=m["label"],
-                    attribute_string="", clip_id=m["num"], layout="dcase2020")
+                    attribute_string="", clip_id=m["num"], layout="dcase2020", kind="machine")
     if m := DCASE20_EVAL.match(stem):
         return dict(section=m["section"], domain="none", split=SPLIT_DIRS[split_dir], label="unknown",
-                    attribute_string="", clip_id=m["num"], layout="dcase2020")
+                    attribute_string="", clip_id=m["num"], layout="dcase2020", kind="machine")
     if layout == "simple" and (m := LABEL_TOKEN.search(stem)):
         return dict(section="00", domain="none", split=split_dir, label=_norm_label(m[1]),
-                    attribute_string="", clip_id=stem, layout="simple")
+                    attribute_string="", clip_id=stem, layout="simple", kind="machine")
     return None
+
+
+def parse_supplemental(stem: str) -> dict:
+    """Metadata of a file in a supplemental/ folder (DCASE 2025), whatever its name: the tokens before
+    the clip number say what it holds, e.g. section_00_machine_source_0000_noAttribute (machine),
+    section_00_noise_source_0000_noAttribute (noise), section_00_source_supplemental_machine_0000
+    (machine), section_00_noise_supplemental_normal_0000 (noise); a name saying neither is 'unknown'."""
+    tokens = stem.split("_")
+    has_section = len(tokens) > 1 and tokens[0] == "section" and tokens[1].isdigit()
+    body = tokens[2:] if has_section else tokens
+    num = next((i for i, t in enumerate(body) if t.isdigit() and len(t) >= 3), None)
+    head = [t.lower() for t in (body if num is None else body[:num])]
+    if "noise" in head:
+        kind = "noise"
+    elif "machine" in head or "normal" in head:
+        kind = "machine"
+    else:
+        kind = "unknown"
+    domain = next((t for t in head if t in ("source", "target")), "unknown")
+    return dict(section=tokens[1] if has_section else "00", domain=domain, split="supplemental",
+                label="normal" if kind == "machine" else "unknown",
+                attribute_string="" if num is None else "_".join(body[num + 1:]),
+                clip_id=stem if num is None else body[num], layout="supplemental", kind=kind)
 
 
 def _locate(path: Path, root: Path) -> tuple[str, str, str] | None:
@@ -99,12 +137,41 @@ def _examples(items, n: int = 5) -> str:
     return ", ".join(items[:n]) + more
 
 
-def _attribute_tables(root: Path) -> dict[str, dict[str, str]]:
-    """basename -> attributes from the DCASE 2023+ attributes_XX.csv files (file_name, d1p, d1v, d2p, d2v, ...)."""
+def walk(root: Path) -> tuple[list[Path], list[Path]]:
+    """(files, folders) below root in name order, entering linked folders too (a machine-type folder
+    or a train/ folder may be a symlink); each real folder is read once, which also ends link loops."""
+    seen: dict[str, Path] = {}
+    files, folders = [], []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        folder = Path(dirpath)
+        real = os.path.realpath(folder)
+        if real in seen:
+            log.warning("%s is the folder %s again (through a link): read once", folder, seen[real])
+            dirnames[:] = []
+            continue
+        seen[real] = folder
+        dirnames.sort()
+        if folder != root:
+            folders.append(folder)
+        files += [folder / name for name in filenames if not name.startswith(".")]
+    return sorted(files), sorted(folders)
+
+
+def is_audio(path: Path) -> bool:
+    return path.suffix.lower() in AUDIO_SUFFIXES
+
+
+def _attribute_tables(files: list[Path]) -> dict[tuple[str, str | None, str], dict[str, str]]:
+    """(machine type, split folder or None, file name) -> attributes, from the DCASE 2023+ attributes_XX.csv
+    files (file_name, d1p, d1v, d2p, d2v, ...). A table belongs to the machine-type folder it sits in; its
+    file_name is <machine>/<split>/<name> or a bare name (then it applies to every split of that folder).
+    File names repeat across machine types (..._noAttribute.wav), so a bare name alone never keys a row."""
     import csv
 
-    table: dict[str, dict[str, str]] = {}
-    for path in sorted(root.rglob("attributes_*.csv")):
+    table: dict[tuple[str, str | None, str], dict[str, str]] = {}
+    for path in files:
+        if not re.fullmatch(r"attributes_.*\.csv", path.name):
+            continue
         try:
             with open(path, newline="") as f:
                 reader = csv.DictReader(f)
@@ -115,8 +182,11 @@ def _attribute_tables(root: Path) -> dict[str, dict[str, str]]:
         if "file_name" not in columns:
             raise DataError(f"{path}: no 'file_name' column (columns: {columns})")
         keys = [c for c in columns if re.fullmatch(r"d\d+p", c)]
+        machine = path.parent.name
         for row in rows:
-            table[Path(row["file_name"]).name] = {row[k]: row.get(k[:-1] + "v") or "" for k in keys if row.get(k)}
+            parts = row["file_name"].replace("\\", "/").split("/")
+            split = parts[-2] if len(parts) >= 2 else None
+            table[(machine, split, parts[-1])] = {row[k]: row.get(k[:-1] + "v") or "" for k in keys if row.get(k)}
     return table
 
 
@@ -125,13 +195,18 @@ def scan_clips(root: str | Path, machines: list[str] | None = None) -> list[dict
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(f"data root {root}: no such folder")
-    wavs = sorted(p for p in root.rglob("*") if p.suffix.lower() == ".wav" and p.is_file())
-    if not wavs:
-        raise DataError(f"data root {root}: no .wav files below it")
-    _check_no_empty_folders(root)
-    attr_table = _attribute_tables(root)
+    files, folders = walk(root)
+    audio = [p for p in files if is_audio(p) and p.is_file()]
+    if not audio:
+        raise DataError(f"data root {root}: no audio files below it (looked for {', '.join(AUDIO_SUFFIXES[:3])}, ...)")
+    skipped = [p for p in files if not is_audio(p) and p.suffix.lower() not in NOT_AUDIO_OK]
+    if skipped:
+        log.warning("%d file(s) below %s are not audio files libsndfile reads and are skipped: %s",
+                    len(skipped), root, _examples(skipped, 10))
+    _check_no_empty_folders(folders)
+    attr_table = _attribute_tables(files)
     rows, unplaced, unnamed = [], [], []
-    for path in wavs:
+    for path in audio:
         where = _locate(path, root)
         if where is None:
             unplaced.append(path)
@@ -143,7 +218,8 @@ def scan_clips(root: str | Path, machines: list[str] | None = None) -> list[dict
         if meta is None:
             unnamed.append(path)
             continue
-        attributes = parse_attributes(meta["attribute_string"]) or attr_table.get(path.name, {})
+        attributes = (parse_attributes(meta["attribute_string"]) or attr_table.get((machine, split_dir, path.name))
+                      or attr_table.get((machine, None, path.name), {}))
         # file names repeat across splits (DCASE 2020 has normal_id_00_00000000.wav in train/ and test/)
         rows.append(dict(key=f"{meta['split']}/{path.name}", path=str(path), machine=machine, filename=path.name,
                          attributes=json.dumps(attributes, sort_keys=True), **meta))
@@ -171,23 +247,27 @@ def discover(root: str | Path, read_headers: bool = True, machines: list[str] | 
     manifest["sample_rate"], manifest["channels"], manifest["duration"] = np.nan, np.nan, np.nan
     if read_headers:
         _read_headers(manifest)
-    manifest = manifest[COLUMNS].sort_values(["machine", "split", "section", "domain", "filename"], kind="stable")
+    manifest = manifest[COLUMNS].sort_values(["machine", "split", "kind", "section", "domain", "filename"], kind="stable")
     if manifest.duplicated(["machine", "key"]).any():
         dup = manifest.loc[manifest.duplicated(["machine", "key"], keep=False), "path"]
         raise DataError(f"{len(dup)} clips share a machine type, split and file name: {_examples(dup)}")
     return manifest.reset_index(drop=True)
 
 
-def _check_no_empty_folders(root: Path) -> None:
-    """An empty split folder, or an empty machine folder of the simple layout, is an error."""
+def _check_no_empty_folders(folders: list[Path]) -> None:
+    """An empty split folder, or an empty machine folder of the simple layout, is an error (an empty
+    supplemental/ folder is not: supplemental recordings never fail a data set)."""
+    def has_audio(folder: Path) -> bool:
+        return any(is_audio(p) for p in folder.iterdir())
+
     empty = []
-    for folder in sorted(p for p in root.rglob("*") if p.is_dir() and p.name in SPLIT_DIRS):
-        if any(folder.glob("*.wav")):
+    for folder in (f for f in folders if f.name in SPLIT_DIRS and f.name != "supplemental"):
+        if has_audio(folder):
             continue
         subdirs = [d for d in folder.iterdir() if d.is_dir()]
-        empty += [d for d in subdirs if not any(d.glob("*.wav"))] if subdirs else [folder]
+        empty += [d for d in subdirs if not has_audio(d)] if subdirs else [folder]
     if empty:
-        raise DataError(f"{len(empty)} folder(s) hold no .wav files: {_examples(empty)}")
+        raise DataError(f"{len(empty)} folder(s) hold no audio files: {_examples(empty)}")
 
 
 def _read_headers(manifest: "pd.DataFrame") -> None:
@@ -212,8 +292,8 @@ def _read_headers(manifest: "pd.DataFrame") -> None:
                         machine, rates.to_dict(), len(off), SAMPLE_RATE, _examples(off, 3))
         multi = group.loc[group["channels"] > 1, "path"]
         if len(multi):
-            log.warning("%s: %d clip(s) have more than one channel and are mixed to mono, e.g. %s",
-                        machine, len(multi), _examples(multi, 3))
+            log.warning("%s: %d clip(s) have more than one channel (features.channels says which is used: "
+                     "channel 0 unless set), e.g. %s", machine, len(multi), _examples(multi, 3))
 
 
 def check_manifest(manifest: "pd.DataFrame") -> list[str]:
@@ -248,8 +328,16 @@ def read_manifest(path: str | Path) -> "pd.DataFrame":
 
 
 def training_clips(manifest: "pd.DataFrame") -> "pd.DataFrame":
-    """Normal clips of the training split: the only clips training and validation ever see."""
+    """Normal clips of the training split: the only clips training and validation ever see (and, with
+    train.supplemental = normal, the supplemental machine recordings: supplemental_clips)."""
     return manifest[(manifest["split"] == "train") & (manifest["label"] == "normal")]
+
+
+def supplemental_clips(manifest: "pd.DataFrame", kind: str = "machine") -> "pd.DataFrame":
+    """The supplemental recordings of one kind: 'machine' (clean machine sound) or 'noise' (noise only)."""
+    if "kind" not in manifest:
+        return manifest.iloc[:0]
+    return manifest[(manifest["split"] == "supplemental") & (manifest["kind"] == kind)]
 
 
 def resolve_granularity(clips: "pd.DataFrame", granularity: str = "auto") -> str:

@@ -1,4 +1,5 @@
-"""A small synthetic dataset in the DCASE 2023 layout, and a small random EAT checkpoint, for the demo.
+"""A small synthetic dataset in the DCASE 2023 layout (or, stereo, as DCASE 2026), and a small random EAT
+checkpoint, for the demo.
 
 Each machine type hums at a fundamental set by its operating attribute (which shifts between
 the source and the target domain) over coloured noise. Anomalies are faint faults of four
@@ -44,6 +45,7 @@ class DemoSizes:
     train_source: int = 24  # per source attribute value
     train_target: int = 4  # per target attribute value (DCASE: few target-domain training clips)
     test_per_cell: int = 10  # normals and anomalies, per domain
+    channels: int = 1  # 2: stereo, the near microphone (the mono clip) left and a far one right, as in DCASE 2026
 
 
 @dataclass(frozen=True)
@@ -99,10 +101,14 @@ def make_demo_data(root: str | Path, seed: int = 0, sizes: DemoSizes = DemoSizes
     plan = demo_plan(sizes)
     for mi, m in enumerate(MACHINES):
         rng = np.random.default_rng([seed, mi])
+        far_rng = np.random.default_rng([seed, mi, 1])  # its own stream: channel 0 equals the mono demo's clip
         clips = [c for c in plan if c.machine is m]
         for c in clips:
+            audio = machine_clip(rng, m, c.value_index, n, c.anomaly)
+            if sizes.channels == 2:
+                audio = np.stack([audio, far_microphone(far_rng, audio)], axis=1)
             with atomic_path(root / c.relpath) as tmp:
-                sf.write(tmp, machine_clip(rng, m, c.value_index, n, c.anomaly), SAMPLE_RATE, subtype="PCM_16", format="WAV")
+                sf.write(tmp, audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")
         with atomic_path(root / "dev_data" / "raw" / m.name / "attributes_00.csv") as tmp, open(tmp, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["file_name", "d1p", "d1v"])
@@ -110,6 +116,19 @@ def make_demo_data(root: str | Path, seed: int = 0, sizes: DemoSizes = DemoSizes
                 writer.writerow([f"{m.name}/{c.split}/{c.name}", m.attribute, c.name.rsplit("_", 1)[1][:-4]])
     log.info("demo data: %d clips of %d machine types in %s", len(plan), len(MACHINES), root)
     return root
+
+
+def far_microphone(rng, near):
+    """The far microphone's signal: the machine quieter (a quarter of the near level) and a little
+    later, under room noise about as loud as the machine there."""
+    import numpy as np
+
+    delay = 40  # samples, 2.5 ms: about 85 cm more path than the near microphone
+    machine = 0.25 * np.concatenate([np.zeros(delay, np.float32), near[:-delay]])
+    room = np.cumsum(rng.standard_normal(len(near))) * 0.02  # brown-ish room noise
+    room = (room - np.convolve(room, np.ones(400) / 400, mode="same")) * 0.8  # without its slow drift
+    noise = 0.7 * machine.std() * (room / (room.std() + 1e-12) + 0.5 * rng.standard_normal(len(near)))
+    return np.clip(machine + noise, -1, 1).astype(np.float32)
 
 
 def make_demo_encoder(directory: str | Path, seed: int = 0, embed_dim: int = 96, depth: int = 3, num_heads: int = 4,

@@ -1,5 +1,6 @@
 """Feature cache: the normalised fbank of every clip of a machine type, computed once and stored
-in one safetensors file keyed by each clip's content hash and the feature settings."""
+in one safetensors file keyed by each clip's content hash and the feature settings. A clip has one
+row per view: one, or one per channel with features.channels = each (rows in channel order)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .audio import audio_info, check_length, clips_error, eat_fbank_batch, fbank_frames, read_clip
+from .audio import (audio_info, check_channels, check_length, clips_error, eat_fbank_batch, fbank_frames, n_views,
+                    read_clip)
 from .audio_notes import METADATA_KEY, AudioNotes
 from .config import schema_settings
 from .errors import AudioError, StaleFeaturesError
@@ -28,35 +30,47 @@ TENSOR = "features"  # the one tensor of a feature file: (clips, frames, 128) fl
 @schema_settings("features")
 class FeatureSettings:
     target_frames: int  # 10 ms frames per clip; a multiple of 16 (the patch size)
+    channels: int | str  # a channel index, "mix" or "each" (see audio.select_channels)
 
     def key(self) -> str:
         return json.dumps({"recipe": RECIPE, **asdict(self)}, sort_keys=True)
 
 
-def clip_notes(paths: list[str], settings: FeatureSettings) -> tuple[AudioNotes, dict[str, str]]:
-    """What the features will change about the clips (resampling, mix-down, padding), from their headers,
-    and the clips these show to be unusable (truncated, empty, far too short), each with its problem."""
-    notes = AudioNotes()
+def clip_notes(paths: list[str], settings: FeatureSettings) -> tuple[AudioNotes, dict[str, str], dict[str, int]]:
+    """What the features will change about the clips (resampling, channels, padding), from their headers;
+    the clips these show to be unusable (truncated, empty, far too short, too few channels), each with its
+    problem; and the channels of each usable clip. With features.channels = each, every clip must have
+    as many channels as the first (a clip's embedding concatenates its views)."""
+    notes = AudioNotes(channel=str(settings.channels))
     notes.target_frames = settings.target_frames
     problems: dict[str, str] = {}
+    channels_of: dict[str, int] = {}
     for path in paths:
         try:
             sample_rate, channels, seconds = audio_info(path)
+            check_channels(path, settings.channels, channels)
             frames = fbank_frames(round(seconds * sample_rate), sample_rate)
             check_length(path, frames, settings.target_frames)
         except AudioError as err:
             problems[path] = str(err)
             continue
         notes.add(path, sample_rate, channels, frames)
-    return notes, problems
+        channels_of[path] = channels
+    if settings.channels == "each" and len(set(channels_of.values())) > 1:
+        first = next(iter(channels_of.values()))
+        for path, channels in channels_of.items():
+            if channels != first:
+                problems[path] = (f"{path}: has {channels} channel(s), {Path(paths[0]).name} and others have {first}; "
+                                  "features.channels = each needs the same number in every clip of a machine type")
+    return notes, problems, channels_of
 
 
 def feature_blocks(paths: list[str], settings: FeatureSettings, batch_size: int = 32, desc: str = "fbank", device=None,
                    problems: dict[str, str] | None = None):
-    """(k, target_frames, 128) float32 blocks for the given wav files, in order, batch_size clips each
-    (fbank on `device`, e.g. a GPU). Unusable clips (`problems` found before, or non-finite samples
-    found here) stop the blocks: reading goes on to name every such clip in one AudioError at the
-    end, but nothing more is computed."""
+    """(k, target_frames, 128) float32 blocks for the given audio files, in order, batch_size clips each,
+    every clip as many rows as it has views (fbank on `device`, e.g. a GPU). Unusable clips (`problems`
+    found before, or non-finite samples found here) stop the blocks: reading goes on to name every such
+    clip in one AudioError at the end, but nothing more is computed."""
     problems = dict(problems or {})
     for start in tqdm(range(0, len(paths), batch_size), desc=desc, unit="batch", mininterval=2):
         chunk = []
@@ -64,17 +78,18 @@ def feature_blocks(paths: list[str], settings: FeatureSettings, batch_size: int 
             if path in problems:
                 continue
             try:
-                chunk.append(read_clip(path))
+                chunk.append(read_clip(path, settings.channels))
             except AudioError as err:
                 problems[path] = str(err)
         if problems:
             continue
-        out = torch.empty(len(chunk), settings.target_frames, 128)
+        views = [(clip.sample_rate, view) for clip in chunk for view in clip.views]
+        out = torch.empty(len(views), settings.target_frames, 128)
         by_rate: dict[int, list[int]] = {}
-        for i, clip in enumerate(chunk):
-            by_rate.setdefault(clip.sample_rate, []).append(i)
+        for i, (rate, _) in enumerate(views):
+            by_rate.setdefault(rate, []).append(i)
         for sr, idx in by_rate.items():
-            out[idx] = eat_fbank_batch([chunk[i].waveform for i in idx], sr, settings.target_frames, device)
+            out[idx] = eat_fbank_batch([views[i][1] for i in idx], sr, settings.target_frames, device)
         yield out
     if problems:
         raise clips_error([problems[p] for p in paths if p in problems], len(paths))
@@ -82,8 +97,8 @@ def feature_blocks(paths: list[str], settings: FeatureSettings, batch_size: int 
 
 def compute_features(paths: list[str], settings: FeatureSettings, batch_size: int = 32, desc: str = "fbank",
                      device=None) -> torch.Tensor:
-    """(N, target_frames, 128) float32 for the given wav files, in order, in memory."""
-    _, problems = clip_notes(paths, settings)
+    """(rows, target_frames, 128) float32 for the given audio files (one row per view), in order, in memory."""
+    _, problems, _ = clip_notes(paths, settings)
     blocks = list(feature_blocks(paths, settings, batch_size, desc, device, problems))
     return torch.cat(blocks) if blocks else torch.empty(0, settings.target_frames, 128)
 
@@ -91,17 +106,21 @@ def compute_features(paths: list[str], settings: FeatureSettings, batch_size: in
 def build_feature_file(paths: list[str], keys: list[str], settings: FeatureSettings, out: str | Path,
                        batch_size: int = 32, desc: str = "fbank", device=None) -> AudioNotes:
     """Compute features for the clips and write them, with their keys and audio notes, atomically to `out`,
-    one batch at a time: the job holds one batch of features, whatever the number of clips."""
+    one batch at a time: the job holds one batch of features, whatever the number of clips. Each row
+    is stored with its clip's key (repeated for the views of a clip) and its view number."""
     if len(paths) != len(keys):
         raise ValueError(f"{out}: {len(paths)} clips but {len(keys)} keys")
-    notes, problems = clip_notes(paths, settings)
+    notes, problems, channels_of = clip_notes(paths, settings)
     if not problems:
         log.log(logging.WARNING if notes.changed else logging.INFO, "%s: %s", Path(out).name, notes.summary())
+    per_clip = [n_views(settings.channels, channels_of.get(p, 1)) for p in paths]
     hashes = [content_hash(p) for p in paths]
-    meta = {"settings": settings.key(), "keys": json.dumps(keys), "hashes": json.dumps(hashes),
-            METADATA_KEY: notes.to_json()}
+    row_keys = [k for k, n in zip(keys, per_clip) for _ in range(n)]
+    meta = {"settings": settings.key(), "keys": json.dumps(row_keys),
+            "hashes": json.dumps([h for h, n in zip(hashes, per_clip) for _ in range(n)]),
+            "views": json.dumps([v for n in per_clip for v in range(n)]), METADATA_KEY: notes.to_json()}
     blocks = (b.numpy() for b in feature_blocks(paths, settings, batch_size, desc, device, problems))
-    write_safetensors_rows(out, TENSOR, (settings.target_frames, 128), len(paths), blocks, meta)
+    write_safetensors_rows(out, TENSOR, (settings.target_frames, 128), len(row_keys), blocks, meta)
     return notes
 
 
@@ -121,8 +140,9 @@ class FeatureFile:
         self.metadata: dict[str, str] = meta
         if not {"keys", "hashes", "settings"} <= set(meta) or info.get("dtype") != "F32" or len(info.get("shape", ())) != 3:
             raise StaleFeaturesError(f"{self.path}: not a feature file (no float32 '{TENSOR}' rows with keys, hashes and settings)")
-        self.keys: list[str] = json.loads(meta["keys"])  # the manifest's clip keys, one per row
+        self.keys: list[str] = json.loads(meta["keys"])  # the manifest's clip keys, one per row (per view)
         self.hashes: list[str] = json.loads(meta["hashes"])
+        self.views: list[int] = json.loads(meta.get("views") or "null") or [0] * len(self.keys)  # view (channel) of each row
         self.settings_key = meta["settings"]
         self.shape = tuple(info["shape"])
         self._row_bytes = 4 * self.shape[1] * self.shape[2]
@@ -132,17 +152,20 @@ class FeatureFile:
         self._data_start += info["data_offsets"][0]
         if settings is not None and settings.key() != self.settings_key:
             raise StaleFeaturesError(f"{self.path}: computed with {self.settings_key}, expected {settings.key()}")
-        self._index = {key: i for i, key in enumerate(self.keys)}
+        self._index: dict[str, list[int]] = {}
+        for i, key in enumerate(self.keys):
+            self._index.setdefault(key, []).append(i)
         self._file = open(self.path, "rb")
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def rows(self, keys: list[str]) -> np.ndarray:
+        """The rows of the clips' views, clip by clip, each clip's views in channel order."""
         missing = [k for k in keys if k not in self._index]
         if missing:
             raise StaleFeaturesError(f"{self.path}: no features for {len(missing)} clip(s), e.g. {missing[:3]}")
-        return np.array([self._index[k] for k in keys], dtype=int)
+        return np.array([r for k in keys for r in self._index[k]], dtype=int)
 
     def read(self, rows) -> torch.Tensor:
         """Features of the given row positions, (len(rows), T, 128); runs of consecutive rows are read at once."""
@@ -161,7 +184,7 @@ class FeatureFile:
 
     def check_hashes(self, paths: list[str], keys: list[str]) -> None:
         """Raise if any clip's content changed since its features were computed."""
-        rows = self.rows(keys)
-        changed = [k for k, r, p in zip(keys, rows, paths) if content_hash(p) != self.hashes[r]]
+        self.rows(keys)
+        changed = [k for k, p in zip(keys, paths) if content_hash(p) != self.hashes[self._index[k][0]]]
         if changed:
             raise StaleFeaturesError(f"{self.path}: {len(changed)} clip(s) changed since features were computed, e.g. {changed[:3]}")

@@ -12,6 +12,7 @@ from .config import machine_settings
 from .data import PARTS, scan_clips
 from .encoder_source import check_encoder_source
 from .errors import ConfigError, DataError
+from .noise_mix import NoiseMix
 
 # Machine-type and section names become file names and job wildcards: letters, digits, _ . -
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -20,9 +21,10 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 @dataclass
 class MachinePlan:
     name: str
-    train_files: list[str] = field(default_factory=list)  # clips of the train split (rule inputs)
+    train_files: list[str] = field(default_factory=list)  # clips of the train part: train and supplemental (rule inputs)
     bank: list[tuple[str, str]] = field(default_factory=list)  # (section, domain) of each normal training clip
     test_files: list[str] = field(default_factory=list)  # clips of the test split (rule inputs)
+    noise_files: list[str] = field(default_factory=list)  # supplemental noise-only recordings (train.noise_mix)
     test_sections: list[str] = field(default_factory=list)  # sections with test clips: one submission file pair each
     trains_encoder: bool = True
     content: dict[str, str] = field(default_factory=dict)  # part -> digest of its clips' contents (real data only)
@@ -36,7 +38,7 @@ def demo_sizes(config: dict):
 
     d = config["demo"]
     return DemoSizes(seconds=d["seconds"], train_source=d["train_source"], train_target=d["train_target"],
-                     test_per_cell=d["test_per_cell"])
+                     test_per_cell=d["test_per_cell"], channels=d["channels"])
 
 
 def check_names(clips: list[dict], root: Path) -> None:
@@ -79,7 +81,7 @@ def plan_workflow(config: dict, hash_cache: str | Path | None = None) -> dict[st
         from .demo import demo_plan
 
         clips = [dict(machine=c.machine.name, path=str(root / c.relpath), split=c.split, section="00",
-                      domain=c.domain, label=c.label) for c in demo_plan(demo_sizes(config))]
+                      domain=c.domain, label=c.label, kind="machine") for c in demo_plan(demo_sizes(config))]
     else:  # the demo writes its encoder in a job: there is nothing to check before
         check_encoder_source(config["encoder"])
         clips = scan_clips(root)
@@ -105,15 +107,27 @@ def plan_workflow(config: dict, hash_cache: str | Path | None = None) -> dict[st
             plan.train_files.append(c["path"])
             if c["label"] == "normal":
                 plan.bank.append((c["section"], c["domain"]))
+        elif c["split"] == "supplemental":
+            plan.train_files.append(c["path"])
+            if c["kind"] == "noise":
+                plan.noise_files.append(c["path"])
+            elif c["kind"] == "machine" and machine_settings(config, plan.name, "scoring")["bank_supplemental"]:
+                plan.bank.append((c["section"], c["domain"]))
         elif c["split"] == "test":
             plan.test_files.append(c["path"])
             if c["section"] not in plan.test_sections:
                 plan.test_sections.append(c["section"])
+    with_train = {c["machine"] for c in clips if c["split"] == "train"}
     for plan in plans.values():
         plan.test_sections.sort()
-        if not plan.train_files:
+        if plan.name not in with_train:
             raise DataError(f"machine type {plan.name}: no training clips under data_root {root}")
         check_banks(plan, config)
+    mix = config["train"]["noise_mix"]
+    NoiseMix.of(mix)  # refuses snr_db = [high, low]
+    if mix["prob"] and config["finetune"]["mode"] != "frozen" and not any(p.noise_files for p in plans.values() if p.trains_encoder):
+        raise ConfigError(f"train.noise_mix.prob = {mix['prob']}, but no training machine type under data_root {root} has "
+                          "noise-only recordings (<machine>/supplemental/section_XX_noise_...): set it to 0")
     if config["finetune"]["mode"] != "frozen" and not any(p.trains_encoder for p in plans.values()):
         raise DataError("every machine type is listed in score_only_machine_types: none is left to train the encoder")
     if hash_cache is not None and not config["demo"]:

@@ -13,8 +13,10 @@ from .eat import EAT
 
 
 def sections_without_attributes(clips) -> list[tuple[str, str]]:
-    """(machine, section) pairs none of whose training clips carries an attribute."""
-    has = clips.assign(_has=clips["attributes"] != "{}").groupby(["machine", "section"])["_has"].any()
+    """(machine, section) pairs none of whose training clips carries an attribute (supplemental
+    recordings, which never carry any, do not count)."""
+    regular = clips[clips["regular"]] if "regular" in clips else clips
+    has = regular.assign(_has=regular["attributes"] != "{}").groupby(["machine", "section"])["_has"].any()
     return [key for key, value in has.items() if not value]
 
 
@@ -49,8 +51,14 @@ def assign_pseudo_labels(data, encoder: EAT, n_clusters: int, seed: int, pooling
     counts = {}
     for machine, section in sections_without_attributes(clips):
         idx = np.flatnonzero(((clips["machine"] == machine) & (clips["section"] == section)).to_numpy())
-        clusters = cluster_labels(pretrained_embeddings(encoder, data, idx, pooling, device=device), n_clusters, seed)
-        labels[idx] = [f"{machine}|{section}|pseudo={j}" for j in clusters]
+        emb = pretrained_embeddings(encoder, data, idx, pooling, device=device)
+        # a clip of several views (features.channels = each) is clustered once, by its views' mean embedding
+        clip = clips["clip"].to_numpy()[idx] if "clip" in clips else np.arange(len(idx))
+        _, of_clip = np.unique(clip, return_inverse=True)
+        per_clip = np.zeros((of_clip.max() + 1, emb.shape[1]))
+        np.add.at(per_clip, of_clip, emb)
+        clusters = cluster_labels(per_clip, n_clusters, seed)
+        labels[idx] = [f"{machine}|{section}|pseudo={j}" for j in clusters[of_clip]]
         counts[f"{machine}|{section}"] = np.bincount(clusters).tolist()
     if counts:
         clips["aux_label"] = labels

@@ -31,6 +31,7 @@ class ScoreSettings:
     smote_ratio: float  # knn: target clips enlarged to this fraction of the source clips; 0 = off
     smote_neighbours: int
     k_ref: int  # knn_rescaled: neighbours of a bank clip that set its local density
+    bank_supplemental: bool  # supplemental machine recordings join the banks
 
     def __post_init__(self):
         if self.smote_ratio > 0 and self.backend != "knn":

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
-from .data import PARTS, check_manifest, discover, read_manifest, training_clips
+from .data import PART_SPLITS, PARTS, check_manifest, discover, read_manifest, supplemental_clips, training_clips
 from .io import atomic_path, discard_damaged, npz_damage, write_csv, write_json
 from .runtime import resolve_device, resolve_precision
 
@@ -38,24 +38,26 @@ def clip_files(clips: pd.DataFrame, data_root: str | Path) -> list[str]:
 def make_manifest(data_root: str | Path, machine: str, out: str | Path, part: str | None = None) -> pd.DataFrame:
     """Discover one machine type's clips, check them, and write its manifest CSV.
 
-    part = "train" or "test" keeps that split only: the workflow keeps the two apart so that
-    replacing test clips never retrains the encoder.
+    part = "train" or "test" keeps that part only (the train part holds the supplemental recordings
+    too): the workflow keeps the two apart so that replacing test clips never retrains the encoder.
     """
     manifest = discover(data_root, machines=[machine])
     check_manifest(manifest)
     if part is not None:
         if part not in PARTS:
             raise ValueError(f"manifest part {part!r}: choose train or test")
-        manifest = manifest[manifest["split"] == part]
+        manifest = manifest[manifest["split"].isin(PART_SPLITS[part])]
     write_csv(out, stored_paths(manifest, data_root))
-    counts = manifest.groupby(["split", "label"]).size().to_dict()
+    counts = manifest.groupby(["split", "kind", "label"]).size().to_dict()
     log.info("%s: %d clips %s", machine, len(manifest), counts)
     return manifest
 
 
 def feature_clips(manifest: pd.DataFrame) -> pd.DataFrame:
-    """The clips that get features: training normals (bank and training) and the test clips."""
-    return pd.concat([training_clips(manifest), manifest[manifest["split"] == "test"]])
+    """The clips that get features: training normals (bank and training), the supplemental machine
+    recordings (training with train.supplemental = normal, banks with scoring.bank_supplemental) and the
+    test clips. Noise-only recordings get none: train.noise_mix reads their waveforms."""
+    return pd.concat([training_clips(manifest), supplemental_clips(manifest), manifest[manifest["split"] == "test"]])
 
 
 def make_features(manifest_path: str | Path, data_root: str | Path, settings, out: str | Path, batch_size: int = 32,
@@ -68,11 +70,16 @@ def make_features(manifest_path: str | Path, data_root: str | Path, settings, ou
 
 
 def train(encoder: str, feature_paths: list[str], manifest_paths: list[str], feature_settings, settings, out_dir,
-          device: str = "auto", revision: str | None = None) -> dict:
+          device: str = "auto", revision: str | None = None, data_root: str | Path | None = None) -> dict:
+    """Fine-tune the shared encoder. data_root: where the manifests' clips lie (train.noise_mix reads
+    their waveforms); None leaves their paths as they are."""
     from .train import load_training_data, train_encoder
 
     manifests = [read_manifest(p) for p in manifest_paths]
-    data = load_training_data(feature_paths, manifests, feature_settings, settings.granularity, settings.pseudo_labels)
+    if data_root is not None:
+        manifests = [m.assign(path=clip_files(m, data_root)) for m in manifests]
+    data = load_training_data(feature_paths, manifests, feature_settings, settings.granularity, settings.pseudo_labels,
+                              settings.supplemental, settings.noise_mix)
     return train_encoder(encoder, data, settings, out_dir, device=resolve_device(device), revision=revision)
 
 
@@ -82,7 +89,9 @@ def read_manifests(paths: list[str | Path]) -> pd.DataFrame:
 
 def embed(encoder: str | Path, feature_paths: list[str | Path], manifest_paths: list[str | Path], data_root: str | Path,
           settings, out: str | Path, device: str = "auto") -> None:
-    """Embeddings of a machine type's training normals (its memory bank) and test clips, as .npz.
+    """Embeddings of a machine type's training normals (its memory bank), supplemental machine recordings
+    and test clips, as .npz. A clip of several views (features.channels = each) gets its views'
+    embeddings concatenated in channel order.
 
     feature_paths[i] holds the features of the clips of manifest_paths[i].
     """
@@ -99,12 +108,17 @@ def embed(encoder: str | Path, feature_paths: list[str | Path], manifest_paths: 
         features = FeatureFile(features_path)
         features.check_hashes(clip_files(clips, data_root), clips["key"].tolist())
         rows = features.rows(clips["key"].tolist())
-        parts.append(embed_features(model, (features, rows), settings, device=resolve_device(device),
-                                    desc=f"embed {Path(features_path).stem}"))
+        views = embed_features(model, (features, rows), settings, device=resolve_device(device),
+                               desc=f"embed {Path(features_path).stem}")
+        parts.append(views.reshape(len(clips), -1))  # rows are clip-major, channel-minor
         all_clips.append(clips)
-    emb = np.concatenate(parts)
+    widths = {p.shape[1] for p in parts if len(p)}
+    if len(widths) > 1:
+        raise DataError(f"{out}: the train and test clips give embeddings of widths {sorted(widths)}: with "
+                        "features.channels = each, they need the same number of channels")
+    emb = np.concatenate([p for p in parts if len(p)] or parts[:1])
     clips = pd.concat(all_clips, ignore_index=True)
-    roles = np.where(clips["split"].to_numpy() == "test", "test", "bank")
+    roles = clips["split"].map({"test": "test", "supplemental": "supplemental"}).fillna("bank").to_numpy(str)
     precision = resolve_precision(settings.precision, resolve_device(device))  # what embed_features ran in
     with atomic_path(out) as tmp, open(tmp, "wb") as f:
         np.savez(f, embeddings=emb.astype(np.float32), keys=clips["key"].to_numpy(str), roles=roles,
@@ -117,10 +131,11 @@ def embedding_precision(path: str | Path) -> str | None:
         return str(z["precision"]) if "precision" in z.files else None
 
 
-def read_embeddings(path: str | Path, manifest: pd.DataFrame,
-                    bank_only: bool = False) -> tuple[np.ndarray, pd.DataFrame, np.ndarray, pd.DataFrame]:
+def read_embeddings(path: str | Path, manifest: pd.DataFrame, bank_only: bool = False,
+                    bank_supplemental: bool = False) -> tuple[np.ndarray, pd.DataFrame, np.ndarray, pd.DataFrame]:
     """(bank embeddings, bank rows of the manifest, test embeddings, test rows); with bank_only, the
-    test clips are skipped (the manifest then needs only the training clips)."""
+    test clips are skipped (the manifest then needs only the training clips). The supplemental machine
+    recordings join the bank with bank_supplemental, else they are left out."""
     damage = npz_damage(path)
     if damage is None:
         try:
@@ -134,8 +149,9 @@ def read_embeddings(path: str | Path, manifest: pd.DataFrame,
             damage = f"not a readable embeddings file ({type(err).__name__}: {err})"
     if damage:
         raise discard_damaged(path, damage)
-    if bank_only:
-        emb, keys, roles = emb[roles == "bank"], keys[roles == "bank"], roles[roles == "bank"]
+    roles = np.where(roles == "supplemental", "bank" if bank_supplemental else "none", roles)
+    keep = roles == "bank" if bank_only else roles != "none"
+    emb, keys, roles = emb[keep], keys[keep], roles[keep]
     by_key = manifest.set_index("key")
     missing = [k for k in keys if k not in by_key.index]
     if missing:
@@ -145,12 +161,13 @@ def read_embeddings(path: str | Path, manifest: pd.DataFrame,
     return emb[bank], meta[bank].reset_index(drop=True), emb[test], meta[test].reset_index(drop=True)
 
 
-def other_banks(embedding_paths: list[str | Path], manifest_paths: list[str | Path]) -> tuple[np.ndarray | None, pd.DataFrame | None]:
+def other_banks(embedding_paths: list[str | Path], manifest_paths: list[str | Path],
+                bank_supplemental: bool = False) -> tuple[np.ndarray | None, pd.DataFrame | None]:
     """The memory-bank embeddings and rows of other machine types (for scoring.bank_split = all)."""
     if not embedding_paths:
         return None, None
     manifest = read_manifests(manifest_paths)
-    parts = [read_embeddings(p, manifest, bank_only=True)[:2] for p in embedding_paths]
+    parts = [read_embeddings(p, manifest, bank_only=True, bank_supplemental=bank_supplemental)[:2] for p in embedding_paths]
     dims = {Path(p).name: e.shape[1] for p, (e, _) in zip(embedding_paths, parts)}
     if len(set(dims.values())) > 1:
         raise DataError(f"scoring.bank_split = all: embeddings of different sizes {dims} (use one embedding.pooling for all)")
@@ -174,12 +191,14 @@ def score(embeddings_path: str | Path, manifest_paths: list[str | Path], setting
     from .scoring import score_machine
 
     manifest = read_manifests(manifest_paths)
-    bank_emb, bank_meta, test_emb, test_meta = read_embeddings(embeddings_path, manifest)
+    bank_emb, bank_meta, test_emb, test_meta = read_embeddings(embeddings_path, manifest,
+                                                               bank_supplemental=settings.bank_supplemental)
     machine = str(manifest["machine"].iloc[0])
     if settings.bank_split == "all" and not bank_embeddings:
         log.warning("%s: scoring.bank_split = all, but no other machine types' embeddings given: the bank holds %s only",
                     machine, machine)
-    other_emb, other_meta = other_banks(list(bank_embeddings), list(bank_manifests)) if settings.bank_split == "all" else (None, None)
+    other_emb, other_meta = (other_banks(list(bank_embeddings), list(bank_manifests), settings.bank_supplemental)
+                             if settings.bank_split == "all" else (None, None))
     table, threshold, train_scores, k_used = score_machine(bank_emb, bank_meta, test_emb, test_meta, settings, other_emb, other_meta)
     if ground_truth is not None:
         from .groundtruth import apply_ground_truth

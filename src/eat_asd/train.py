@@ -23,13 +23,14 @@ from torch import nn
 from tqdm import tqdm
 
 from .config import schema_settings
-from .data import aux_labels, resolve_granularity, train_val_split, training_clips
+from .data import aux_labels, resolve_granularity, supplemental_clips, train_val_split, training_clips
 from .eat import EAT, HUB_PREFIX, hub_commit, load_eat, resolve_checkpoint, save_eat
 from .encoder_source import hub_origin
 from .errors import TrainingError
 from .features import FeatureFile, FeatureSettings
 from .io import atomic_dir, atomic_path, write_csv, write_json
 from .losses import make_head, mixup, soft_cross_entropy
+from .noise_mix import NoiseMix, NoiseMixer, noise_recordings
 from .runtime import autocast, resolve_device, resolve_precision, to_device
 
 log = logging.getLogger(__name__)
@@ -72,12 +73,15 @@ class TrainSettings:
     freq_masks: int
     freq_mask_bins: int
     precision: str
+    supplemental: str  # ignore, or normal: supplemental machine recordings as extra training clips
+    noise_mix: dict  # {prob, snr_db: [low, high]}: noise recordings mixed into training clips (noise_mix.py)
     pooling: str  # the classifier's input: embedding.pooling, so it trains what the banks use
 
     def __post_init__(self):
         # tuples, whatever the caller gave: the settings are hashed into the checkpoint key
         object.__setattr__(self, "target_modules", tuple(self.target_modules))
         object.__setattr__(self, "blocks", tuple(self.blocks) if self.blocks else None)
+        NoiseMix.of(self.noise_mix)  # refuses snr_db = [high, low]
 
     def key(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -149,45 +153,87 @@ def merged_encoder(encoder: nn.Module) -> EAT:
 
 @dataclass
 class TrainingData:
-    """The training normals of every training machine type, read batch by batch from the feature files."""
+    """The training normals of every training machine type, read batch by batch from the feature files:
+    one row per view of a clip (features.channels = each gives a clip one view per channel, each with
+    the clip's label)."""
 
     files: list[FeatureFile]
-    clips: pd.DataFrame  # one row per clip with columns file, row, aux_label, y
+    clips: pd.DataFrame  # one row per view with columns file, row, clip, view, path, machine, aux_label, y
     classes: list[str]
     granularity: str
+    mixer: NoiseMixer | None = None  # train.noise_mix
 
-    def read(self, idx: np.ndarray) -> torch.Tensor:
+    def split(self, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """train_val_split of the clips, as positions of their views: a clip's views stay together."""
+        first = self.clips.drop_duplicates("clip")
+        tr, va = train_val_split(first["aux_label"].reset_index(drop=True), val_fraction, seed)
+        clip = self.clips["clip"].to_numpy()
+        chosen = lambda picks: np.flatnonzero(np.isin(clip, first["clip"].to_numpy()[picks]))  # noqa: E731
+        return chosen(tr), chosen(va)
+
+    def read(self, idx: np.ndarray, gen: torch.Generator | None = None) -> torch.Tensor:
+        """Features of the rows `idx`; with `gen` (training batches) and a noise mix, some rows come with
+        noise mixed into their waveform, drawn from `gen`."""
         files, rows = self.clips["file"].to_numpy()[idx], self.clips["row"].to_numpy()[idx]
         out = torch.empty(len(idx), *self.files[0].shape[1:])
         for f in np.unique(files):
             out[files == f] = self.files[f].read(rows[files == f])
+        if gen is not None and self.mixer is not None:
+            for i, row in enumerate(self.clips.iloc[idx].itertuples()):
+                drawn = self.mixer.draw(row.machine, gen)
+                if drawn is not None:
+                    out[i] = self.mixer.features(row.path, int(row.view), *drawn)
         return out
 
 
 def load_training_data(feature_paths: list[str | Path], manifests: list[pd.DataFrame], feature_settings: FeatureSettings,
-                       granularity: str, pseudo_labels: int = 0) -> TrainingData:
-    """The training clips and their labels. With granularity auto and pseudo_labels, sections without
-    attributes get their labels later (train_encoder), so fewer than 2 classes here is no error yet."""
+                       granularity: str, pseudo_labels: int = 0, supplemental: str = "ignore",
+                       noise_mix: dict | None = None) -> TrainingData:
+    """The training rows of the feature files: training normals, and with supplemental = normal the
+    supplemental machine recordings as normal clips of their section; with noise_mix, the noise
+    recordings of the same manifests to mix in. With granularity auto and pseudo_labels, sections
+    without attributes get their labels later (train_encoder), so fewer than 2 classes here is no
+    error yet."""
     parts = []
     files = []
     for i, (path, manifest) in enumerate(zip(feature_paths, manifests)):
-        clips = training_clips(manifest)
+        regular = training_clips(manifest)
+        clips = pd.concat([regular, supplemental_clips(manifest)]) if supplemental == "normal" else regular
         if clips.empty:
             continue
         ff = FeatureFile(path, feature_settings)
         files.append(ff)
-        parts.append(clips.assign(file=len(files) - 1, row=ff.rows(clips["key"].tolist())))
+        keys = clips["key"].tolist()
+        rows = ff.rows(keys)
+        views = len(rows) // max(1, len(keys))
+        clips = clips.loc[clips.index.repeat(views)].assign(file=len(files) - 1, row=rows,
+                                                            view=np.array([ff.views[r] for r in rows], dtype=int),
+                                                            regular=np.repeat(clips["split"].to_numpy() == "train", views))
+        parts.append(clips)
     if not parts:
         raise TrainingError("no normal training clips in the training machine types: nothing to train on")
     clips = pd.concat(parts, ignore_index=True)
-    level = resolve_granularity(clips, granularity)
+    clips["clip"] = clips.groupby(["file", "key"], sort=False).ngroup()
+    # the supplemental recordings carry no attributes: the label level is that of the training clips
+    level = resolve_granularity(clips[clips["regular"]], granularity)
     clips["aux_label"] = aux_labels(clips, level).to_numpy()
     classes = sorted(clips["aux_label"].unique())
     if len(classes) < 2 and not (granularity == "auto" and pseudo_labels and (clips["attributes"] == "{}").any()):
         raise TrainingError(f"the auxiliary classifier needs at least 2 classes; granularity {level!r} gives only {classes} "
                             "(add machine types, or use a finer train.granularity)")
     clips["y"] = clips["aux_label"].map({c: i for i, c in enumerate(classes)})
-    return TrainingData(files, clips, classes, level)
+    mixer = None
+    if (mix := NoiseMix.of(noise_mix)) is not None:
+        machines = set(clips["machine"].astype(str))
+        noise = noise_recordings(manifests, machines)
+        if not noise:
+            raise TrainingError(f"train.noise_mix.prob = {mix.prob}, but the training machine types {sorted(machines)} "
+                                "have no noise-only recordings (supplemental/ clips named ..._noise_...)")
+        without = sorted(machines - set(noise))
+        if without:
+            log.warning("train.noise_mix: no noise recordings for %s; their clips stay clean", ", ".join(without))
+        mixer = NoiseMixer(mix, noise, feature_settings.channels, feature_settings.target_frames)
+    return TrainingData(files, clips, classes, level, mixer)
 
 
 def augment(x: torch.Tensor, settings: TrainSettings, gen: torch.Generator) -> torch.Tensor:
@@ -276,7 +322,7 @@ def train_encoder(encoder_source: str | Path, data: TrainingData, settings: Trai
             log.info("%s has no attributes: %d pseudo-label clusters of %s clips", section, len(sizes), sizes)
     if settings.mode != "frozen" and len(data.classes) < 2:
         raise TrainingError(f"the auxiliary classifier needs at least 2 classes, the training clips give {data.classes}")
-    tr_idx, va_idx = train_val_split(data.clips["aux_label"], settings.val_fraction, settings.seed)
+    tr_idx, va_idx = data.split(settings.val_fraction, settings.seed)
     summary = dict(mode=settings.mode, encoder=str(encoder_source), encoder_hub_id=origin.hub_id,
                    encoder_local_path=origin.local_path, encoder_revision=revision, encoder_commit=origin.commit,
                    classes=len(data.classes), granularity=data.granularity, pooling=settings.pooling,
@@ -328,7 +374,7 @@ def train_encoder(encoder_source: str | Path, data: TrainingData, settings: Trai
         bar = tqdm(range(batches_per_epoch), desc=f"epoch {epoch + 1}/{settings.epochs}", unit="batch", mininterval=2)
         for bi in bar:
             b = order[bi * settings.batch_size : (bi + 1) * settings.batch_size]
-            x = to_device(augment(data.read(b), settings, gen).unsqueeze(1), device)
+            x = to_device(augment(data.read(b, gen), settings, gen).unsqueeze(1), device)
             y = torch.as_tensor(labels_all[b], device=device)
             target_rows = F.one_hot(y, len(data.classes)).float()
             mixed = settings.mixup_prob > 0 and mix_rng.random() < settings.mixup_prob

@@ -113,6 +113,14 @@ def other_banks(wildcards, kind):
     return [f"{R}/manifests/{m}.train.csv" for m in others]
 
 
+def noise_mix_audio():
+    """With train.noise_mix, the training job reads the training clips' and the noise recordings'
+    waveforms (the mix happens before the fbank): they are its inputs too."""
+    if not config["train"]["noise_mix"]["prob"]:
+        return []
+    return [f for m in TRAIN_MACHINES for f in PLAN[m].train_files]
+
+
 def results_lock(log):
     """Hold a lock on the results folder while this run lasts (the OS drops it when the process ends)."""
     from eat_asd.lock import lock_results

@@ -23,7 +23,8 @@ if config["demo"]:
             "eat-asd demo --data-root {params.data_root:q} --encoder {params.encoder:q}"
             " --seed {params.d[seed]:q} --seconds {params.d[seconds]:q}"
             " --train-source {params.d[train_source]:q} --train-target {params.d[train_target]:q}"
-            " --test-per-cell {params.d[test_per_cell]:q} > {log:q} 2>&1"
+            " --test-per-cell {params.d[test_per_cell]:q} --channels {params.d[channels]:q}"
+            " > {log:q} 2>&1"
 
 
 # Real data: the clips are not inputs (their paths follow data_root); their contents and paths below

@@ -24,6 +24,7 @@ use rule train_encoder as exp_train_encoder with:
         features=get_exp_training_features,
         manifests=expand(f"{R}/manifests/{{machine}}.train.csv", machine=TRAIN_MACHINES),
         pretrained=pretrained_encoder_files(),
+        audio=get_exp_training_audio,
     output:
         config=f"{X}/train/{{tkey}}/encoder/config.json",
         weights=f"{X}/train/{{tkey}}/encoder/model.safetensors",

@@ -63,6 +63,13 @@ def get_exp_training_features(wildcards):
     return [exp_features_file(fkey, m, "train") for m in TRAIN_MACHINES]
 
 
+def get_exp_training_audio(wildcards):
+    """With train.noise_mix, a training reads the train part's waveforms too (see noise_mix_audio)."""
+    if not EXP.trainings[wildcards.tkey].settings["noise_mix"]["prob"]:
+        return []
+    return [f for m in TRAIN_MACHINES for f in PLAN[m].train_files]
+
+
 def get_exp_encoder_file(name):
     def get(wildcards):
         tkey = EXP.embeddings[wildcards.ekey].training

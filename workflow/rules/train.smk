@@ -1,6 +1,7 @@
 # ONE shared encoder, fine-tuned on the training normals of every training machine type.
 # It reruns when its training data (train-part features and manifests of TRAIN_MACHINES) or its
 # settings (encoder, encoder_revision, features, finetune, lora, train, embedding.pooling) change.
+# With train.noise_mix it also reads the train part's audio (clips and noise recordings) itself.
 # Test clips, score-only machine types and the other embedding/scoring settings never retrain it.
 
 
@@ -11,6 +12,7 @@ rule train_encoder:
         ),
         manifests=expand(f"{R}/manifests/{{machine}}.train.csv", machine=TRAIN_MACHINES),
         pretrained=pretrained_encoder_files(),
+        audio=noise_mix_audio(),
     output:
         config=f"{ENCODER_OUT}/config.json",
         weights=f"{ENCODER_OUT}/model.safetensors",
@@ -39,9 +41,10 @@ rule train_encoder:
         settings=as_json(train_values(config)),
         features=as_json(feature_values(config)),
         out=lambda wc, output: os.path.dirname(output.summary),
+        data_root=untracked(config["data_root"]),
     shell:
         "eat-asd train --encoder {params.encoder:q} --encoder-revision={params.revision:q}"
-        " --features {input.features:q}"
+        " --features {input.features:q} --data-root {params.data_root:q}"
         " --manifests {input.manifests:q} --settings {params.settings:q}"
         " --feature-settings {params.features:q}"
         " --out {params.out:q} > {log:q} 2>&1"
