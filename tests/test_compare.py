@@ -97,3 +97,15 @@ def test_runs_must_score_the_same_clips():
         compare_runs({"base": {0: base}, "other": {0: base.iloc[1:]}}, "base", n_boot=5)
     with pytest.raises(ValueError, match="reference variant"):
         compare_runs({"base": {0: base}}, "nope", n_boot=5)
+
+
+def test_the_intervals_hold_the_seeds_spread():
+    """Seeds are drawn with replacement too: two seeds far apart give an interval reaching both."""
+    rng = np.random.default_rng(6)
+    weak, strong = scores_table(rng, mu_anomaly=0.3, n=60), scores_table(rng, mu_anomaly=2.0, n=60)
+    row = compare_runs({"a": {0: weak, 1: strong}}, "a", n_boot=400).query(
+        "machine_type == 'all' and statistic == 'official score'").iloc[0]
+    one = [dcase_metrics(t)[2]["official_score"] for t in (weak, strong)]
+    assert row["ci_low"] <= min(one) + 0.01 and row["ci_high"] >= max(one) - 0.01
+    with pytest.raises(ValueError, match="same seeds"):
+        compare_runs({"a": {0: weak, 1: strong}, "b": {0: weak}}, "a", n_boot=5)

@@ -2,9 +2,11 @@
 test clips, and paired differences against a reference variant.
 
 A bootstrap replicate resamples the test clips of every section with replacement, within each
-cell of (machine type, section, domain, label), so every AUC stays defined; the same resampled
-clips serve every seed and every variant (clips are matched by machine type and file name), so a
-difference between two variants is paired. A replicate's statistic is the mean over seeds.
+cell of (machine type, section, domain, label), so every AUC stays defined, and resamples the seeds
+with replacement; the same resampled clips and seeds serve every variant (clips are matched by
+machine type and file name), so a difference between two variants is paired. A replicate's
+statistic is the mean over its drawn seeds: the intervals hold the spread of the seeds as well as
+that of the test set.
 
 The AUCs come from clip weights (how often the bootstrap drew each clip), all replicates in one
 vectorised pass (metrics.weighted_auc).
@@ -128,17 +130,26 @@ def compare_runs(runs: dict[str, dict[int, pd.DataFrame]], reference: str, n_boo
     sections = sections_of(first)
     if not sections:
         raise ValueError("no labelled test clips: nothing to compare")
+    seed_lists = {variant: sorted(seeds) for variant, seeds in runs.items()}
+    if len({tuple(v) for v in seed_lists.values()}) > 1:
+        raise ValueError(f"every variant needs the same seeds to be compared: {seed_lists}")
     weights = bootstrap_weights(sections, n_boot, seed)
+    # the seeds drawn with replacement too, the same draws for every variant: differences stay paired
+    # by seed (variants that differ only in scoring share each seed's training), and the intervals
+    # hold the seeds' spread as well as the test set's
+    n_seeds = len(seed_lists[reference])
+    drawn = np.random.default_rng([seed, 1]).integers(0, n_seeds, size=(n_boot, n_seeds))
     ones = [np.ones((1, len(sec.cells))) for sec in sections]
     point, boot = {}, {}
     for variant, seeds in runs.items():
         per_seed_point, per_seed_boot = [], []
-        for table in seeds.values():
-            aligned = _aligned_scores(table, sections)
+        for s in seed_lists[variant]:
+            aligned = _aligned_scores(seeds[s], sections)
             per_seed_point.append({k: v[0] for k, v in run_values(sections, aligned, ones).items()})
             per_seed_boot.append(run_values(sections, aligned, weights))
         point[variant] = pd.DataFrame(per_seed_point)
-        boot[variant] = {k: np.mean([b[k] for b in per_seed_boot], axis=0) for k in per_seed_boot[0]}
+        replicate = np.arange(n_boot)[:, None]
+        boot[variant] = {k: np.stack([b[k] for b in per_seed_boot])[drawn, replicate].mean(axis=1) for k in per_seed_boot[0]}
     lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
     rows = []
     for variant in runs:
