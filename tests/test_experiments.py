@@ -143,3 +143,18 @@ def test_the_demo_grid_overlay_plans():
     g = plan_experiments(validate_config(config), MACHINES, MACHINES)
     assert g.variants == ["base", "k3", "fused"] and len(g.seeds) == 3
     assert len(g.trainings) == 3  # k3 differs from base in scoring only
+
+
+def test_the_precision_grid_trains_each_seed_in_both_precisions():
+    import yaml
+    from snakemake.utils import update_config
+
+    from conftest import REPO
+
+    config = {}
+    for name in ("config.yaml", "demo.yaml", "experiments_precision.yaml"):
+        update_config(config, yaml.safe_load((REPO / "config" / name).read_text()))
+    g = plan_experiments(validate_config(config), MACHINES, MACHINES)
+    assert len(g.seeds) >= 5 and g.reference == "base"
+    precisions = sorted(t.settings["precision"] for t in g.trainings.values())
+    assert precisions == ["auto"] * len(g.seeds) + ["bfloat16"] * len(g.seeds)
