@@ -7,6 +7,17 @@ REPO = Path(__file__).resolve().parents[1]
 REFERENCE = Path(os.environ.get("EAT_ASD_REFERENCE", REPO.parent / "shared" / "reference"))
 
 
+def overlaid_config(*names: str) -> dict:
+    """The config files config/<name> merged in order, the way Snakemake merges --configfile files."""
+    import yaml
+    from snakemake.utils import update_config
+
+    config: dict = {}
+    for name in names:
+        update_config(config, yaml.safe_load((REPO / "config" / name).read_text()))
+    return config
+
+
 def env_pip(name: str) -> list[str]:
     """The pip requirements of envs/<name>.yaml, in order."""
     import yaml

@@ -80,14 +80,9 @@ def test_classifier_pooling_schedule_and_revision_from_config():
 
 def test_seed_recipe_overlay_gives_the_seeds_settings():
     """config/recipes/seed_recipe.yaml on top of config/config.yaml, merged the way Snakemake merges config files."""
-    import yaml
-    from snakemake.utils import update_config
+    from conftest import overlaid_config
 
-    from conftest import REPO
-
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    update_config(config, yaml.safe_load((REPO / "config" / "recipes" / "seed_recipe.yaml").read_text()))
-    cfg = validate_config(config)
+    cfg = validate_config(overlaid_config("config.yaml", "recipes/seed_recipe.yaml"))
     t = train_settings(cfg)
     assert (t.granularity, t.epochs, t.lr, t.lr_schedule, t.warmup_fraction, t.batch_size, t.pooling, t.mode) == \
         ("machine", 1, 1e-4, "constant", 0.0, 16, "cls", "lora")
@@ -97,14 +92,9 @@ def test_seed_recipe_overlay_gives_the_seeds_settings():
 
 
 def test_dcase_toolkit_recipe_overlay_gives_the_published_settings():
-    import yaml
-    from snakemake.utils import update_config
+    from conftest import overlaid_config
 
-    from conftest import REPO
-
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    update_config(config, yaml.safe_load((REPO / "config" / "recipes" / "dcase_toolkit_eat_lora.yaml").read_text()))
-    cfg = validate_config(config)
+    cfg = validate_config(overlaid_config("config.yaml", "recipes/dcase_toolkit_eat_lora.yaml"))
     t = train_settings(cfg)
     assert (t.mode, t.loss, t.subclusters, t.trainable_centres, t.mixup_prob, t.epochs, t.batch_size, t.lr) == \
         ("lora", "subcluster_adacos", 16, True, 0.5, 25, 8, 1e-4)

@@ -132,28 +132,18 @@ def test_fuse_normalises_each_member_by_its_sections_mean_training_score():
 
 def test_the_demo_grid_overlay_plans():
     """config/experiments_demo.yaml on top of the demo config, merged as Snakemake merges config files."""
-    import yaml
-    from snakemake.utils import update_config
+    from conftest import overlaid_config
 
-    from conftest import REPO
-
-    config = {}
-    for name in ("config.yaml", "demo.yaml", "experiments_demo.yaml"):
-        update_config(config, yaml.safe_load((REPO / "config" / name).read_text()))
+    config = overlaid_config("config.yaml", "demo.yaml", "experiments_demo.yaml")
     g = plan_experiments(validate_config(config), MACHINES, MACHINES)
     assert g.variants == ["base", "k3", "fused"] and len(g.seeds) == 3
     assert len(g.trainings) == 3  # k3 differs from base in scoring only
 
 
 def test_the_precision_grid_trains_each_seed_in_both_precisions():
-    import yaml
-    from snakemake.utils import update_config
+    from conftest import overlaid_config
 
-    from conftest import REPO
-
-    config = {}
-    for name in ("config.yaml", "demo.yaml", "experiments_precision.yaml"):
-        update_config(config, yaml.safe_load((REPO / "config" / name).read_text()))
+    config = overlaid_config("config.yaml", "demo.yaml", "experiments_precision.yaml")
     g = plan_experiments(validate_config(config), MACHINES, MACHINES)
     assert len(g.seeds) >= 5 and g.reference == "base"
     precisions = sorted(t.settings["precision"] for t in g.trainings.values())
