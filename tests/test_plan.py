@@ -213,3 +213,11 @@ def test_supplemental_recordings_are_planned_in_the_train_part(tmp_path):
         plan_workflow(validate_config({**cfg, "train": {"noise_mix": {"prob": 0.5, "snr_db": [10, 0]}}}))
     with pytest.raises(ConfigError, match="train.noise_mix.prob = 0.5, but no training machine type"):
         plan_workflow(validate_config({**cfg, "train": {"noise_mix": {"prob": 0.5}}, "score_only_machine_types": ["fan"]}))
+
+
+def test_a_per_machine_pooling_other_than_the_trained_one_is_refused(tmp_path):
+    """Before, overrides.<m>.embedding.pooling let a bank use a pooling the classifier never trained on
+    (and with bank_split all, cls+mean failed in the score job)."""
+    with pytest.raises(ConfigError, match=r"overrides.pump.embedding.pooling = 'mean': the shared encoder's classifier"):
+        plan_workflow(config(tmp_path / "a", overrides={"pump": {"embedding": {"pooling": "mean"}}}))
+    plan_workflow(config(tmp_path / "b", embedding={"pooling": "mean"}, overrides={"pump": {"embedding": {"pooling": "mean"}}}))

@@ -81,8 +81,8 @@ def test_one_machines_setting_reruns_only_that_machine(demo_run):
     text = out.stdout + out.stderr
     assert planned_jobs(text) == {"score": 1, "submission": 1, "aggregate": 1, "report": 1, "model_card": 1, "all": 1}
     assert planned_wildcards(text) == {"machine=fan", "machine=fan, section=00"}
-    write_config(workdir, "pool.yaml", overrides={"pump": {"embedding": {"pooling": "mean"}}})
-    text = "".join(snakemake(workdir, "-n", config_file="pool.yaml").stdout)
+    write_config(workdir, "precision.yaml", overrides={"pump": {"embedding": {"precision": "float32"}}})
+    text = "".join(snakemake(workdir, "-n", config_file="precision.yaml").stdout)
     assert planned_jobs(text) == {"embed": 1, "score": 1, "submission": 1, "aggregate": 1, "report": 1, "model_card": 1,
                                   "all": 1}
     # a training setting retrains the shared encoder and so everything after it
@@ -324,7 +324,7 @@ def test_a_plain_rerun_remakes_damaged_intermediate_files(demo_run, tmp_path):
     for path in (embeddings, features):
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     # settings that need both files again: pump's scores and gearbox's embeddings
-    write_config(workdir, overrides={"pump": {"scoring": {"k": 2}}, "gearbox": {"embedding": {"pooling": "mean"}}})
+    write_config(workdir, overrides={"pump": {"scoring": {"k": 2}}, "gearbox": {"embedding": {"precision": "float32"}}})
     out = snakemake(workdir, "--cores", "2")
     said = out.stdout + out.stderr
     for path in (embeddings, features):

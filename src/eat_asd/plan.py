@@ -141,8 +141,14 @@ def plan_workflow(config: dict, hash_cache: str | Path | None = None) -> dict[st
 
 
 def check_banks(plan: MachinePlan, config: dict) -> None:
-    """Enough normal training clips for the decision threshold, a bank for every test section, and a
-    scoring.k every bank can give, also to each of its own clips scored against the rest of it."""
+    """Enough normal training clips for the decision threshold, a bank for every test section, a
+    scoring.k every bank can give, also to each of its own clips scored against the rest of it, and
+    banks pooled as the shared encoder's classifier was trained."""
+    pooling = machine_settings(config, plan.name, "embedding")["pooling"]
+    if pooling != config["embedding"]["pooling"]:
+        raise ConfigError(f"overrides.{plan.name}.embedding.pooling = {pooling!r}: the shared encoder's classifier trains "
+                          f"on embedding.pooling = {config['embedding']['pooling']!r}, and every memory bank takes the "
+                          "pooling it was trained on; change embedding.pooling for all machine types instead")
     scoring = machine_settings(config, plan.name, "scoring")
     if len(plan.bank) < MIN_THRESHOLD_CLIPS:
         raise DataError(f"machine type {plan.name}: {len(plan.bank)} normal training clip(s); the decision threshold "
