@@ -116,3 +116,15 @@ def test_quickstart_names_the_python_it_needs_when_it_finds_an_older_one(tmp_pat
     out = subprocess.run(["bash", str(REPO / "scripts" / "quickstart.sh"), "setup"], env=env,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 1 and f"the existing {venv} is Python {major}.{minor - 1}" in out.stderr
+
+
+def test_every_module_that_runs_snakemake_is_marked_slow():
+    """The README's `-m 'not slow and not slurm'` runs the unit tests alone: the end-to-end runs are marked."""
+    import re
+    from pathlib import Path
+
+    tests = Path(__file__).parent
+    unmarked = [p.name for p in sorted(tests.glob("test_*.py"))
+                if re.search(r"\bsnakemake\(|\bdemo_run\b", p.read_text())
+                and not re.search(r"^pytestmark = pytest\.mark\.(slow|slurm)", p.read_text(), re.M)]
+    assert not unmarked, f"test modules that run Snakemake without a slow or slurm mark: {unmarked}"

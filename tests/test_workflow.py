@@ -12,6 +12,8 @@ import soundfile as sf
 
 from workflow_helpers import MACHINES, SMALL_DEMO, planned_jobs, planned_wildcards, snakemake, write_config
 
+pytestmark = pytest.mark.slow  # Snakemake end to end
+
 
 def test_dry_run_dag_shape(demo_run):
     _, dry, _ = demo_run
