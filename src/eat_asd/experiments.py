@@ -86,7 +86,7 @@ class Experiments:
     fusions: dict[str, Fusion] = field(default_factory=dict)
     # (variant, seed, machine) -> ("score" | "fuse", key)
     scores: dict[tuple[str, int, str], tuple[str, str]] = field(default_factory=dict)
-    configs: dict[str, dict] = field(default_factory=dict)  # the validated config of each non-fuse variant
+    features: dict[str, dict] = field(default_factory=dict)  # feature settings by their key
 
     def runs(self):
         return [(v, s) for v in self.variants for s in self.seeds]
@@ -145,7 +145,6 @@ def plan_experiments(config: dict, machines: list[str], train_machines: list[str
         variant = validate_config(overlay(base, changes), f"experiments.variants.{name}")
         if check is not None:
             check(variant)
-        grid.configs[name] = variant
         for seed in grid.seeds:
             _plan_run(grid, variant, name, seed, machines, train_machines)
     return grid
@@ -154,6 +153,7 @@ def plan_experiments(config: dict, machines: list[str], train_machines: list[str
 def _plan_run(grid: Experiments, config: dict, name: str, seed: int, machines: list[str], train_machines: list[str]):
     features = feature_values(config)
     features_key = digest(features)
+    grid.features[features_key] = features
     settings = dict(train_values(config), seed=seed)
     train_key = digest(["train", config["encoder"], config["encoder_revision"], features, settings, sorted(train_machines)])
     grid.trainings[train_key] = Training(train_key, settings, features, features_key)

@@ -12,11 +12,7 @@ use rule features as exp_features with:
     benchmark:
         f"{R}/benchmarks/experiments/features/{{fkey}}/{{machine}}.{{part}}.tsv"
     params:
-        settings=lambda wc: as_json(
-            next(
-                t.features for t in EXP.trainings.values() if t.features_key == wc.fkey
-            )
-        ),
+        settings=lambda wc: as_json(EXP.features[wc.fkey]),
 
 
 use rule train_encoder as exp_train_encoder with:
