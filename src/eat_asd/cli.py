@@ -15,7 +15,9 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .config import default, section_schema
 from .data import PARTS
+from .layout import ANOMALY_SCORE, DECISION_RESULT, EMBEDDINGS_SUFFIX, SUBMISSION, Run, Tables, fill
 
 DEVICE_ENV = "EAT_ASD_DEVICE"  # the device of every job that runs the encoder (auto: CUDA if present)
 # torch threads of training: the float reductions, and so the trained weights, depend on their number, so it
@@ -152,27 +154,14 @@ def cmd_score(args):
 
 
 def cmd_evaluate(args):
-    """Score every machine type's embeddings with k neighbours; write scores, submission files, plots and tables."""
-    from .report import write_submission
-    from .stages import Tables, aggregate, score
+    """Score every machine type's embeddings; write scores, submission files, plots and tables."""
+    from .layout import ANOMALY_SCORE, DECISION_RESULT, EMBEDDINGS_SUFFIX, SUBMISSION, Run, Tables, fill
+    from .stages import evaluate
 
-    out = Path(args.out)
     if len(args.embeddings) != len(args.manifests):
         raise SystemExit("evaluate: give one --manifests file per --embeddings file, in the same order")
-    from .data import read_manifest
-
-    paths, infos = [], []
-    for i, (emb, manifest) in enumerate(zip(args.embeddings, args.manifests)):
-        machine = str(read_manifest(manifest)["machine"].iloc[0])
-        paths.append(out / "scores" / f"{machine}.csv")
-        infos.append(out / "scores" / f"{machine}.json")
-        others = [j for j in range(len(args.embeddings)) if j != i]  # the bank of bank_split = all
-        table = score(emb, [manifest], _score_settings(args, machine), paths[-1], infos[-1],
-                      out / "plots" / f"{machine}_roc.png", out / "plots" / f"{machine}_scores.png", args.ground_truth,
-                      [args.embeddings[j] for j in others], [args.manifests[j] for j in others])
-        write_submission(table, out / "submission")
-    tables = Tables.in_folder(out / "tables")
-    aggregate(paths, infos, tables)
+    evaluate(args.embeddings, args.manifests, lambda machine: _score_settings(args, machine), args.out, args.ground_truth)
+    tables = Run(args.out).tables
     print(tables.dcase[1].read_text())
     print(tables.auroc[1].read_text())
 
@@ -186,8 +175,6 @@ def cmd_submission(args):
 def _tables(args):
     """The table files: each one as given, else where --tables-dir puts it."""
     from dataclasses import fields, replace
-
-    from .stages import Tables
 
     if args.tables_dir is None and not all(getattr(args, f.name) for f in fields(Tables)):
         raise SystemExit(f"{args.command}: give --tables-dir, or every one of --auroc --dcase --means --decisions --summary")
@@ -273,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help=f"auto, cpu, cuda, cuda:N or mps (default: ${DEVICE_ENV}, else auto)")
 
     s = add("demo", cmd_demo, "write the synthetic demo data and a small random EAT checkpoint")
-    s.add_argument("out", nargs="?", help="folder for data/ and encoder/")
+    s.add_argument("out", nargs="?", help="folder for the demo data (OUT/data) and encoder (OUT/encoder)")
     s.add_argument("--data-root", help="where the demo data goes (default OUT/data)")
     s.add_argument("--encoder", help="where the demo encoder goes (default OUT/encoder)")
     s.add_argument("--seed", type=int, default=0, help="random seed of the data and the encoder weights")
@@ -306,18 +293,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data-root", help="folder the manifests' clip paths are relative to (train.noise_mix reads the clips)")
     s.add_argument("--manifests", nargs="+", required=True, help="their manifests, in the same order")
     s.add_argument("--feature-settings", help="JSON of the feature settings the files were made with")
-    s.add_argument("--mode", choices=["lora", "full", "frozen"], help="fine-tuning mode (overrides the settings)")
+    s.add_argument("--mode", choices=section_schema("finetune")["properties"]["mode"]["enum"],
+                   help="fine-tuning mode (overrides the settings)")
     s.add_argument("--out", required=True, help="folder for the encoder, the adapter, the log and the summary")
 
     s = add("embed", cmd_embed, "embed a machine type's memory-bank and test clips")
     common(s, device=True)
-    s.add_argument("--encoder", required=True, help="encoder folder (e.g. results/encoder/encoder)")
+    s.add_argument("--encoder", required=True, help=f"encoder folder (e.g. {Run(default('results')).training.encoder})")
     s.add_argument("--features", nargs="+", required=True, help="feature files of the machine type")
     s.add_argument("--manifests", nargs="+", required=True, help="their manifests, in the same order")
     s.add_argument("--data-root", required=True, help="the data root the manifests' clip paths are relative to")
     s.add_argument("--machine", help="machine type whose overrides apply (with --config)")
     s.add_argument("--batch-size", type=int, help="clips per encoder batch (overrides the settings' embedding.batch_size)")
-    s.add_argument("--out", required=True, help="embeddings file to write (.npz)")
+    s.add_argument("--out", required=True, help=f"embeddings file to write ({EMBEDDINGS_SUFFIX})")
 
     s = add("score", cmd_score, "kNN scores, decisions and plots of one machine type")
     common(s)
@@ -336,8 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = add("submission", cmd_submission, "the DCASE submission files of one section from a score table")
     s.add_argument("--scores", required=True, help="a machine type's score table (CSV, from `score`)")
     s.add_argument("--section", required=True, help="the section, e.g. 00")
-    s.add_argument("--out-scores", required=True, help="anomaly score file to write (anomaly_score_<machine>_section_<XX>_test.csv)")
-    s.add_argument("--out-decisions", required=True, help="decision file to write (decision_result_<machine>_section_<XX>_test.csv)")
+    s.add_argument("--out-scores", required=True, help=f"anomaly score file to write ({fill(SUBMISSION, kind=ANOMALY_SCORE)})")
+    s.add_argument("--out-decisions", required=True, help=f"decision file to write ({fill(SUBMISSION, kind=DECISION_RESULT)})")
 
     s = add("evaluate", cmd_evaluate, "score all machine types with k neighbours and write the metric tables")
     common(s)
@@ -346,11 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--manifests", nargs="+", required=True, help="one manifest per embeddings file, in the same order")
     s.add_argument("--ground-truth", metavar="DIR", help="labels and domains of unlabeled evaluation clips: a folder with "
                    "the official evaluators' ground_truth_data/, ground_truth_domain/ (and ground_truth_attributes/)")
-    s.add_argument("--out", required=True, help="folder for scores/, submission/, plots/ and tables/")
+    s.add_argument("--out", required=True, help="results folder to write, laid out as the workflow's (scores, submission files, plots, tables)")
 
     def table_options(s, markdown):
-        s.add_argument("--tables-dir", help="folder of the tables under their usual names (auroc.csv, dcase_metrics.csv, "
-                                            "dcase_summary.csv, decisions.csv, summary.json); options below override single files")
+        usual = ", ".join(Path(p).name for p in Tables.in_folder(".").outputs().values() if not p.endswith(".md"))
+        s.add_argument("--tables-dir", help=f"folder of the tables under their usual names ({usual}, and Markdown beside "
+                                            "each CSV); options below override single files")
         for name, what in (("auroc", "AUROC table"), ("dcase", "official result table"), ("means", "evaluator's means"),
                            ("decisions", "decisions table")):
             if markdown:
@@ -393,9 +382,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--run-tables-json", help="JSON {run name: its result table}, linked from the page")
 
     s = add("model-card", cmd_model_card, "the fine-tuned encoder's model card (README.md) from the run's tables")
-    s.add_argument("--summary", required=True, help="tables/summary.json")
-    s.add_argument("--auroc", required=True, help="tables/auroc.csv")
-    s.add_argument("--training-summary", required=True, help="encoder/summary.json")
+    results = Run(default("results"))
+    s.add_argument("--summary", required=True, help=f"the run's summary ({results.tables.summary})")
+    s.add_argument("--auroc", required=True, help=f"the run's AUROC table ({results.tables.auroc[0]})")
+    s.add_argument("--training-summary", required=True, help=f"the training summary ({results.training.summary})")
     s.add_argument("--manifests", nargs="+", required=True, help="the run's manifests (clip counts)")
     s.add_argument("--config-json", required=True, help="the run's configuration as JSON")
     s.add_argument("--command", default="", help="the command that started the run")
@@ -403,8 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = add("publish", cmd_publish, "upload the fine-tuned encoder (and its LoRA adapter) to the Hugging Face Hub")
     s.add_argument("--repo-id", required=True, help="owner/name on the Hub")
-    s.add_argument("--encoder", default="results/encoder/encoder", help="the encoder folder")
-    s.add_argument("--adapter", help="also upload this LoRA adapter folder (into lora_adapter/)")
+    s.add_argument("--encoder", default=Run(default("results")).training.encoder,
+                   help="the fine-tuned encoder folder (default: where the workflow writes it)")
+    s.add_argument("--adapter", help=f"also upload this LoRA adapter folder (e.g. {results.training.adapter})")
     s.add_argument("--private", action="store_true", help="create the repo private")
     s.add_argument("--dry-run", action="store_true", help="list what would be uploaded, upload nothing")
     return p

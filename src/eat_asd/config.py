@@ -24,6 +24,11 @@ def _schema() -> dict:
     return copy.deepcopy(_parsed_schema())
 
 
+def default(key: str):
+    """The schema's default of a top-level key."""
+    return _parsed_schema()["properties"][key].get("default")
+
+
 def _resolve(node: dict, schema: dict) -> dict:
     """`node` with a local $ref ("#/$defs/name") replaced by what it points to."""
     if "$ref" not in node:

@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .encoder_source import CONFIG_NAME, WEIGHTS_NAME, hub_offline, is_hub_id, missing_config_keys
+from .encoder_source import hub_offline, is_hub_id, missing_config_keys
+from .layout import CONFIG_FILE, WEIGHTS_FILE
 from .io import atomic_path
 from .errors import CheckpointError
 
@@ -285,9 +286,9 @@ def resolve_checkpoint(source: str | os.PathLike, revision: str | None = None) -
     try:
         # Only configuration and weights: the Hub repo's Python files are never fetched or run.
         # safetensors first; .bin weights (read with weights_only=True) only when a repo has no other.
-        path = Path(snapshot_download(src, revision=revision, allow_patterns=[CONFIG_NAME, "*.safetensors"]))
+        path = Path(snapshot_download(src, revision=revision, allow_patterns=[CONFIG_FILE, "*.safetensors"]))
         if not any(path.glob("*.safetensors")):
-            path = Path(snapshot_download(src, revision=revision, allow_patterns=[CONFIG_NAME, "*.bin"]))
+            path = Path(snapshot_download(src, revision=revision, allow_patterns=[CONFIG_FILE, "*.bin"]))
         return path
     except Exception as err:
         hint = " (HF_HUB_OFFLINE is set and it is not in the local cache)" if hub_offline() else ""
@@ -301,7 +302,7 @@ def hub_commit(directory: Path) -> str | None:
 
 
 def _read_weights(directory: Path) -> dict[str, torch.Tensor]:
-    st = directory / WEIGHTS_NAME
+    st = directory / WEIGHTS_FILE
     if st.is_file():
         from safetensors.torch import load_file
 
@@ -315,16 +316,16 @@ def _read_weights(directory: Path) -> dict[str, torch.Tensor]:
             return torch.load(bins[0], map_location="cpu", weights_only=True)
         except Exception as err:
             raise CheckpointError(f"{bins[0]}: cannot be loaded with weights_only=True ({err})") from err
-    raise CheckpointError(f"{directory}: no {WEIGHTS_NAME} (or .bin weights) found")
+    raise CheckpointError(f"{directory}: no {WEIGHTS_FILE} (or .bin weights) found")
 
 
 def load_eat(source: str | os.PathLike = DEFAULT_ENCODER, revision: str | None = None) -> EAT:
     """Load an EAT encoder from a local directory or a Hub id (at `revision`); returns it in eval mode
     on the CPU. The classification layers of fine-tuned checkpoints are left out (and logged)."""
     directory = resolve_checkpoint(source, revision)
-    cfg_path = directory / CONFIG_NAME
+    cfg_path = directory / CONFIG_FILE
     if not cfg_path.is_file():
-        raise CheckpointError(f"{directory}: no {CONFIG_NAME}")
+        raise CheckpointError(f"{directory}: no {CONFIG_FILE}")
     try:
         values = json.loads(cfg_path.read_text())
         missing = missing_config_keys(values)
@@ -369,9 +370,9 @@ def save_eat(model: EAT, directory: str | os.PathLike) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {_ours_to_hub(k): v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(directory / WEIGHTS_NAME) as tmp:
+    with atomic_path(directory / WEIGHTS_FILE) as tmp:
         save_file(state, str(tmp), metadata={"format": "pt"})
-    with atomic_path(directory / CONFIG_NAME) as tmp:
+    with atomic_path(directory / CONFIG_FILE) as tmp:
         tmp.write_text(json.dumps({**model.config.to_dict(), **HF_CONFIG}, indent=2) + "\n")
     write_modeling_file(directory)
     return directory

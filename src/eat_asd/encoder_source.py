@@ -8,9 +8,8 @@ import re
 from pathlib import Path
 
 from .errors import ConfigError
+from .layout import CONFIG_FILE, WEIGHTS_FILE
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 # owner/name as the Hub spells repository ids
 HUB_ID = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?/[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
 
@@ -36,7 +35,7 @@ def check_encoder_source(source: str) -> None:
     in its weights' header is refused too, naming the keys."""
     path = Path(source).expanduser()
     if path.is_dir():
-        missing = [name for name in (CONFIG_NAME, WEIGHTS_NAME) if not (path / name).is_file()]
+        missing = [name for name in (CONFIG_FILE, WEIGHTS_FILE) if not (path / name).is_file()]
         if missing:
             raise ConfigError(f"encoder = {source}: the folder has no {' and no '.join(missing)}")
         check_config_fits_weights(path, source)
@@ -47,7 +46,7 @@ def check_encoder_source(source: str) -> None:
         cached = hub_cache_folder(source)
         if not cached:
             raise ConfigError(f"encoder = {source}: HF_HUB_OFFLINE is set and it is not in the local Hugging Face cache "
-                              "with config.json and weights; download it once with internet, or point encoder to a local folder")
+                              f"with {CONFIG_FILE} and weights; download it once with internet, or point encoder to a local folder")
         check_config_fits_weights(cached, source)
 
 
@@ -62,7 +61,7 @@ def check_config_fits_weights(folder: Path, source: str) -> None:
 
     from .io import read_safetensors_header
 
-    config_path, weights = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+    config_path, weights = folder / CONFIG_FILE, folder / WEIGHTS_FILE
     try:
         config = json.loads(config_path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as err:
@@ -132,7 +131,7 @@ def hub_origin(folder: str | os.PathLike) -> tuple[str | None, str | None]:
         if is_hub_id(repo):
             return repo, folder.name
     try:
-        name = json.loads((folder / CONFIG_NAME).read_text()).get("_name_or_path")
+        name = json.loads((folder / CONFIG_FILE).read_text()).get("_name_or_path")
     except (OSError, ValueError, AttributeError):
         name = None
     if isinstance(name, str) and is_hub_id(name) and not Path(name).exists():
@@ -144,7 +143,7 @@ def hub_cache_folder(repo_id: str) -> Path | None:
     """The cached snapshot of a Hub model holding config.json and weights, if there is one."""
     from huggingface_hub import try_to_load_from_cache
 
-    config = try_to_load_from_cache(repo_id, CONFIG_NAME)
+    config = try_to_load_from_cache(repo_id, CONFIG_FILE)
     if not isinstance(config, str):  # None, or a marker that the file is known not to exist
         return None
     folder = Path(config).parent

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-MODELING_FILE = "modeling_eat.py"
-HF_CONFIG = {"auto_map": {"AutoConfig": "modeling_eat.EATHubConfig", "AutoModel": "modeling_eat.EATModel"}}
+from .layout import MODELING_FILE
+
+_MODULE = Path(MODELING_FILE).stem
+HF_CONFIG = {"auto_map": {"AutoConfig": f"{_MODULE}.EATHubConfig", "AutoModel": f"{_MODULE}.EATModel"}}
 _HERE = Path(__file__).parent
 
 

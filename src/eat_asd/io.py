@@ -11,6 +11,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .layout import EMBEDDINGS_SUFFIX
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
@@ -184,7 +186,7 @@ def npz_damage(path: str | os.PathLike) -> str | None:
         with zipfile.ZipFile(path) as z:
             z.infolist()
     except (zipfile.BadZipFile, EOFError, ValueError) as err:
-        return f"not a readable .npz file, truncated or corrupt ({err})"
+        return f"not a readable {EMBEDDINGS_SUFFIX} file, truncated or corrupt ({err})"
     return None
 
 
@@ -205,7 +207,7 @@ def discard_damaged_files(paths) -> list[str]:
     for path in map(Path, paths):
         if not path.is_file():
             continue
-        damage = npz_damage(path) if path.suffix == ".npz" else safetensors_damage(path)
+        damage = npz_damage(path) if path.suffix == EMBEDDINGS_SUFFIX else safetensors_damage(path)
         if damage:
             lines.append(str(discard_damaged(path, damage)))
     return lines

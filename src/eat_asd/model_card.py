@@ -9,7 +9,8 @@ import re
 from pathlib import Path
 
 from .encoder_source import is_hub_id
-from .report import md_text
+from .layout import Training
+from .report import format_number, md_text
 
 TAGS = ["audio", "anomaly-detection", "dcase", "eat", "anomalous-sound-detection"]
 LICENSE = "mit"  # this project's license (LICENSE), as the Hub's card metadata spells it
@@ -19,10 +20,6 @@ def _front_matter(meta: dict) -> str:
     import yaml
 
     return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n"
-
-
-def _number(v) -> str:
-    return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.4f}"
 
 
 def _rounded(v):
@@ -180,10 +177,10 @@ def encoder_card(summary_path: str | Path, auroc_path: str | Path, training_path
         f"{code(scoring.get('bank_split'))}, domain strategy {code(scoring.get('domain_strategy'))}, embedding pooling "
         f"{code(config.get('embedding', {}).get('pooling'))}.\n",
         "## Results\n",
-        f"- Official DCASE score: {_number(summary.get('official_score'))}",
-        f"- Harmonic means: AUC(source) {_number(means.get('source harmonic mean', {}).get('AUC'))}, AUC(target) "
-        f"{_number(means.get('target harmonic mean', {}).get('AUC'))}, pAUC {_number(means.get('harmonic mean', {}).get('pAUC'))}",
-        f"- Overall AUROC: {_number(summary.get('overall_auroc'))}\n",
+        f"- Official DCASE score: {format_number(summary.get('official_score'))}",
+        f"- Harmonic means: AUC(source) {format_number(means.get('source harmonic mean', {}).get('AUC'))}, AUC(target) "
+        f"{format_number(means.get('target harmonic mean', {}).get('AUC'))}, pAUC {format_number(means.get('harmonic mean', {}).get('pAUC'))}",
+        f"- Overall AUROC: {format_number(summary.get('overall_auroc'))}\n",
         "Per machine type:\n",
         markdown_table(auroc),
         "## Usage\n",
@@ -212,7 +209,7 @@ def adapter_card(base: str, hub_id: str | None, revision: str | None, r: int, al
     where = json.dumps(hub_id) if hub_id else json.dumps(f"path/to/{base}")
     snippet = ("from peft import PeftModel\nfrom transformers import AutoModel\n\n"
                f"base = AutoModel.from_pretrained({where}{rev}, trust_remote_code=True)\n"
-               'model = PeftModel.from_pretrained(base, "path/to/lora_adapter")')
+               f'model = PeftModel.from_pretrained(base, "path/to/{Path(Training("").adapter).name}")')
     return "\n".join([
         _front_matter(meta),
         "# LoRA adapter of an EAT encoder for anomalous machine sound detection\n",

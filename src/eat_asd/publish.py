@@ -4,14 +4,14 @@ its LoRA adapter to the Hugging Face Hub. Everything up to the upload is checked
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 from .errors import PublishError
-from .hf import HF_CONFIG, MODELING_FILE
+from .encoder_source import is_hub_id
+from .hf import HF_CONFIG
+from .layout import ADAPTER_CONFIG_FILE, CONFIG_FILE, MODEL_CARD_FILE, MODELING_FILE, WEIGHTS_FILE, Training
 
-ADAPTER_IN_REPO = "lora_adapter"
-_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+ADAPTER_IN_REPO = Path(Training("").adapter).name  # the adapter keeps its folder name in the repo
 
 
 def _files(folder: Path) -> list[Path]:
@@ -21,29 +21,29 @@ def _files(folder: Path) -> list[Path]:
 def upload_plan(encoder_dir: str | Path, repo_id: str, adapter_dir: str | Path | None = None) -> list[tuple[Path, str]]:
     """(local file, path in the repo) of everything that would be uploaded; PublishError if the
     encoder folder is not a complete Hugging Face model with a model card."""
-    if not _REPO_ID.match(repo_id):
+    if not is_hub_id(repo_id):
         raise PublishError(f"--repo-id {repo_id!r}: expected owner/name")
     encoder_dir = Path(encoder_dir)
     if not encoder_dir.is_dir():
         raise PublishError(f"encoder folder {encoder_dir}: not found")
-    needed = {"config.json": "the model config", MODELING_FILE: "the model code", "README.md": "the model card, from the workflow step model_card"}
+    needed = {CONFIG_FILE: "the model config", MODELING_FILE: "the model code", MODEL_CARD_FILE: "the model card, from the workflow step model_card"}
     for name, what in needed.items():
         if not (encoder_dir / name).is_file():
             raise PublishError(f"{encoder_dir / name}: missing ({what})")
-    if not list(encoder_dir.glob("*.safetensors")):
-        raise PublishError(f"{encoder_dir}: no .safetensors weights")
-    config = json.loads((encoder_dir / "config.json").read_text())
+    if not (encoder_dir / WEIGHTS_FILE).is_file():
+        raise PublishError(f"{encoder_dir / WEIGHTS_FILE}: missing (the weights)")
+    config = json.loads((encoder_dir / CONFIG_FILE).read_text())
     if config.get("auto_map") != HF_CONFIG["auto_map"]:
-        raise PublishError(f"{encoder_dir / 'config.json'}: no auto_map pointing to {MODELING_FILE}; save it again with eat_asd.eat.save_eat")
+        raise PublishError(f"{encoder_dir / CONFIG_FILE}: no auto_map pointing to {MODELING_FILE}; save it again with eat_asd.eat.save_eat")
     plan = [(p, p.relative_to(encoder_dir).as_posix()) for p in _files(encoder_dir)]
     if adapter_dir is not None:
         adapter_dir = Path(adapter_dir)
-        if not (adapter_dir / "adapter_config.json").is_file():
-            raise PublishError(f"{adapter_dir / 'adapter_config.json'}: missing (not a peft adapter folder)")
-        base = json.loads((adapter_dir / "adapter_config.json").read_text()).get("base_model_name_or_path") or ""
+        if not (adapter_dir / ADAPTER_CONFIG_FILE).is_file():
+            raise PublishError(f"{adapter_dir / ADAPTER_CONFIG_FILE}: missing (not a peft adapter folder)")
+        base = json.loads((adapter_dir / ADAPTER_CONFIG_FILE).read_text()).get("base_model_name_or_path") or ""
         if Path(base).is_absolute() or base.startswith(("~", ".")):
             # adapters written before the base was named neutrally: the path would be published
-            raise PublishError(f"{adapter_dir / 'adapter_config.json'}: base_model_name_or_path is the local path {base}; "
+            raise PublishError(f"{adapter_dir / ADAPTER_CONFIG_FILE}: base_model_name_or_path is the local path {base}; "
                                "set it to the base's Hub id or folder name before publishing")
         plan += [(p, f"{ADAPTER_IN_REPO}/{p.relative_to(adapter_dir).as_posix()}") for p in _files(adapter_dir)]
     return plan

@@ -5,20 +5,19 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .errors import DataError
 from .data import PART_SPLITS, PARTS, check_manifest, discover, read_manifest, supplemental_clips, training_clips
-from .io import atomic_path, discard_damaged, npz_damage, write_csv, write_json
+from .embeddings import EmbeddingsFile
+from .errors import DataError
+from .io import write_csv, write_json
+from .layout import SUBMISSION_KINDS, Run, Tables, plot_machine
 from .runtime import resolve_device, resolve_precision
 
 log = logging.getLogger(__name__)
-
-
 
 
 def stored_paths(manifest: pd.DataFrame, data_root: str | Path) -> pd.DataFrame:
@@ -61,7 +60,7 @@ def feature_clips(manifest: pd.DataFrame) -> pd.DataFrame:
 
 
 def make_features(manifest_path: str | Path, data_root: str | Path, settings, out: str | Path, batch_size: int = 32,
-                  device: str = "cpu") -> None:
+                  device: str | None = None) -> None:
     from .features import build_feature_file
 
     clips = feature_clips(read_manifest(manifest_path))
@@ -70,7 +69,7 @@ def make_features(manifest_path: str | Path, data_root: str | Path, settings, ou
 
 
 def train(encoder: str, feature_paths: list[str], manifest_paths: list[str], feature_settings, settings, out_dir,
-          device: str = "auto", revision: str | None = None, data_root: str | Path | None = None) -> dict:
+          device: str | None = None, revision: str | None = None, data_root: str | Path | None = None) -> dict:
     """Fine-tune the shared encoder. data_root: where the manifests' clips lie (train.noise_mix reads
     their waveforms); None leaves their paths as they are."""
     from .train import load_training_data, train_encoder
@@ -80,7 +79,11 @@ def train(encoder: str, feature_paths: list[str], manifest_paths: list[str], fea
         manifests = [m.assign(path=clip_files(m, data_root)) for m in manifests]
     data = load_training_data(feature_paths, manifests, feature_settings, settings.granularity, settings.pseudo_labels,
                               settings.supplemental, settings.noise_mix)
-    return train_encoder(encoder, data, settings, out_dir, device=resolve_device(device), revision=revision)
+    try:
+        return train_encoder(encoder, data, settings, out_dir, device=resolve_device(device), revision=revision)
+    finally:
+        for features in data.files:
+            features.close()
 
 
 def read_manifests(paths: list[str | Path]) -> pd.DataFrame:
@@ -88,7 +91,7 @@ def read_manifests(paths: list[str | Path]) -> pd.DataFrame:
 
 
 def embed(encoder: str | Path, feature_paths: list[str | Path], manifest_paths: list[str | Path], data_root: str | Path,
-          settings, out: str | Path, device: str = "auto") -> None:
+          settings, out: str | Path, device: str | None = None) -> None:
     """Embeddings of a machine type's training normals (its memory bank), supplemental machine recordings
     and test clips, as .npz. A clip of several views (features.channels = each) gets its views'
     embeddings concatenated in channel order.
@@ -105,11 +108,11 @@ def embed(encoder: str | Path, feature_paths: list[str | Path], manifest_paths: 
     parts, all_clips = [], []
     for features_path, manifest_path in zip(feature_paths, manifest_paths):
         clips = feature_clips(read_manifest(manifest_path))
-        features = FeatureFile(features_path)
-        features.check_hashes(clip_files(clips, data_root), clips["key"].tolist())
-        rows = features.rows(clips["key"].tolist())
-        views = embed_features(model, (features, rows), settings, device=resolve_device(device),
-                               desc=f"embed {Path(features_path).stem}")
+        with FeatureFile(features_path) as features:
+            features.check_hashes(clip_files(clips, data_root), clips["key"].tolist())
+            rows = features.rows(clips["key"].tolist())
+            views = embed_features(model, (features, rows), settings, device=resolve_device(device),
+                                   desc=f"embed {Path(features_path).stem}")
         parts.append(views.reshape(len(clips), -1))  # rows are clip-major, channel-minor
         all_clips.append(clips)
     widths = {p.shape[1] for p in parts if len(p)}
@@ -120,15 +123,7 @@ def embed(encoder: str | Path, feature_paths: list[str | Path], manifest_paths: 
     clips = pd.concat(all_clips, ignore_index=True)
     roles = clips["split"].map({"test": "test", "supplemental": "supplemental"}).fillna("bank").to_numpy(str)
     precision = resolve_precision(settings.precision, resolve_device(device))  # what embed_features ran in
-    with atomic_path(out) as tmp, open(tmp, "wb") as f:
-        np.savez(f, embeddings=emb.astype(np.float32), keys=clips["key"].to_numpy(str), roles=roles,
-                 precision=np.array(precision))
-
-
-def embedding_precision(path: str | Path) -> str | None:
-    """The precision an embeddings file was computed in (None for files written before it was recorded)."""
-    with np.load(path) as z:
-        return str(z["precision"]) if "precision" in z.files else None
+    EmbeddingsFile(emb, clips["key"].to_numpy(str), roles, precision).write(out)
 
 
 def read_embeddings(path: str | Path, manifest: pd.DataFrame, bank_only: bool = False,
@@ -136,19 +131,8 @@ def read_embeddings(path: str | Path, manifest: pd.DataFrame, bank_only: bool = 
     """(bank embeddings, bank rows of the manifest, test embeddings, test rows); with bank_only, the
     test clips are skipped (the manifest then needs only the training clips). The supplemental machine
     recordings join the bank with bank_supplemental, else they are left out."""
-    damage = npz_damage(path)
-    if damage is None:
-        try:
-            with np.load(path) as z:
-                emb, keys, roles = z["embeddings"], z["keys"], z["roles"]
-            if not len(emb) == len(keys) == len(roles):
-                damage = f"{len(emb)} embeddings, {len(keys)} keys and {len(roles)} roles"
-        except (OSError, ValueError, KeyError, EOFError) as err:
-            if isinstance(err, FileNotFoundError):
-                raise
-            damage = f"not a readable embeddings file ({type(err).__name__}: {err})"
-    if damage:
-        raise discard_damaged(path, damage)
+    stored = EmbeddingsFile.read(path)
+    emb, keys, roles = stored.embeddings, stored.keys, stored.roles
     roles = np.where(roles == "supplemental", "bank" if bank_supplemental else "none", roles)
     keep = roles == "bank" if bank_only else roles != "none"
     emb, keys, roles = emb[keep], keys[keep], roles[keep]
@@ -207,7 +191,7 @@ def score(embeddings_path: str | Path, manifest_paths: list[str | Path], setting
     write_scores(table, scores_out)
     bank_machines = sorted({machine, *([] if other_meta is None else other_meta["machine"].astype(str))})
     write_json(info_out, dict(machine=machine, threshold=threshold, settings=asdict(settings), k_used=k_used,
-                              embedding_precision=embedding_precision(embeddings_path),
+                              embedding_precision=EmbeddingsFile.read(embeddings_path).precision,
                               n_bank=len(bank_meta) + (0 if other_meta is None else len(other_meta)), bank_machines=bank_machines,
                               n_test=len(test_meta), train_scores=[float(s) for s in train_scores],
                               train_sections=[str(s) for s in bank_meta["section"]]))
@@ -248,23 +232,6 @@ def decision_table(scores: pd.DataFrame, info_paths: list[str | Path]) -> pd.Dat
         rows.append(dict(machine_type=machine, section=section, n_test=len(g), n_flagged=int(g["decision"].sum()),
                          flagged_fraction=float(g["decision"].mean()), threshold=thresholds.get(machine, float("nan"))))
     return pd.DataFrame(rows, columns=["machine_type", "section", "n_test", "n_flagged", "flagged_fraction", "threshold"])
-
-
-@dataclass(frozen=True)
-class Tables:
-    """The files `aggregate` writes and `report` reads: each table as CSV and Markdown, and the summary."""
-    auroc: tuple[Path, Path]
-    dcase: tuple[Path, Path]
-    means: tuple[Path, Path]
-    decisions: tuple[Path, Path]
-    summary: Path
-
-    @classmethod
-    def in_folder(cls, folder: str | Path) -> "Tables":
-        """The layout of a tables/ folder (the workflow's rules name the same files)."""
-        folder = Path(folder)
-        pair = lambda stem: (folder / f"{stem}.csv", folder / f"{stem}.md")  # noqa: E731
-        return cls(pair("auroc"), pair("dcase_metrics"), pair("dcase_summary"), pair("decisions"), folder / "summary.json")
 
 
 def aggregate(score_paths: list[str | Path], info_paths: list[str | Path], tables: Tables) -> dict:
@@ -312,19 +279,42 @@ def report(tables: Tables, plot_paths: list[str | Path], config: dict, out: str 
     decisions = pd.read_csv(tables.decisions[0], dtype={"section": str})
     plots: dict[str, list[Path]] = {}
     for png in map(Path, plot_paths):
-        plots.setdefault(png.stem.rsplit("_", 1)[0], []).append(png)
+        plots.setdefault(plot_machine(png), []).append(png)
     links = {"Result table (CSV)": tables.dcase[0], "Result table (Markdown)": tables.dcase[1],
              "Means (CSV)": tables.means[0], "Means (Markdown)": tables.means[1], "Summary (JSON)": tables.summary,
              "AUROC table (CSV)": tables.auroc[0], "AUROC table (Markdown)": tables.auroc[1],
              "Decisions (CSV)": tables.decisions[0]}
-    links.update({name: results_dir / rel for name, rel in [
-        ("Submission files", "submission"), ("Per-clip scores", "scores"), ("Encoder training log", "encoder/train_log.csv")]})
+    run = Run(str(results_dir))
+    links.update({"Submission files": run.submission_folder, "Per-clip scores": run.scores_folder,
+                  "Encoder training log": run.training.log})
     links = {name: str(path) for name, path in links.items()}
     training = json.loads(Path(training_summary).read_text()) if training_summary else None
     if training:
         training.pop("settings", None)
     notes = summary.get("notes", []) + [f"features changed the clips of {line}" for line in changed_summaries(feature_paths)]
     html_report(out, auroc, dcase, means, decisions, summary, notes, plots, config, links, training)
+
+
+def evaluate(embedding_paths: list[str | Path], manifest_paths: list[str | Path], settings_of, out: str | Path,
+             ground_truth: str | Path | None = None) -> dict:
+    """The workflow's steps after embedding, for every machine type at once, into a results folder in the
+    workflow's layout (eat_asd.layout.Run): score, submission files per section, then the tables.
+
+    manifest_paths[i] is the manifest of embedding_paths[i]; settings_of(machine) gives a machine type's
+    ScoreSettings. With bank_split = all, every other machine type's clips join a bank.
+    """
+    if len(embedding_paths) != len(manifest_paths):
+        raise ValueError("evaluate: give one manifest per embeddings file, in the same order")
+    run = Run(str(out))
+    machines = [str(read_manifest(m)["machine"].iloc[0]) for m in manifest_paths]
+    for i, machine in enumerate(machines):
+        others = [j for j in range(len(machines)) if j != i]
+        table = score(embedding_paths[i], [manifest_paths[i]], settings_of(machine), run.scores(machine),
+                      run.score_info(machine), run.plot(machine, "roc"), run.plot(machine, "scores"), ground_truth,
+                      [embedding_paths[j] for j in others], [manifest_paths[j] for j in others])
+        for section in sorted(table["section"].astype(str).unique()):
+            submission(run.scores(machine), section, *(run.submission(kind, machine, section) for kind in SUBMISSION_KINDS))
+    return aggregate([run.scores(m) for m in machines], [run.score_info(m) for m in machines], run.tables)
 
 
 def fuse(score_paths: list[str | Path], info_paths: list[str | Path], threshold_quantile: float, scores_out: str | Path,

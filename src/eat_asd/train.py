@@ -29,6 +29,7 @@ from .encoder_source import hub_origin
 from .errors import TrainingError
 from .features import FeatureFile, FeatureSettings
 from .io import atomic_dir, atomic_path, write_csv, write_json
+from .layout import ADAPTER_WEIGHTS_FILE, Training
 from .losses import make_head, mixup, soft_cross_entropy
 from .noise_mix import NoiseMix, NoiseMixer, noise_recordings
 from .runtime import autocast, resolve_device, resolve_precision, to_device
@@ -299,11 +300,11 @@ def train_encoder(encoder_source: str | Path, data: TrainingData, settings: Trai
                   device=None, revision: str | None = None) -> dict:
     """Train, keep the best epoch by validation loss, and write the merged encoder and reports to out_dir.
 
-    Writes out_dir/encoder (Hub layout, load with load_eat), out_dir/lora_adapter (peft, LoRA
-    mode), out_dir/head.safetensors, out_dir/train_log.csv and out_dir/summary.json. An
-    interrupted run resumes from out_dir/checkpoint/last.pt.
+    Writes the files of eat_asd.layout.Training(out_dir): the encoder (Hub layout, load with load_eat),
+    the LoRA adapter (peft, LoRA mode), the classifier head, the training log and the summary. An
+    interrupted run resumes from its checkpoint.
     """
-    out_dir = Path(out_dir)
+    files = Training(str(out_dir))
     device = resolve_device(device)
     started = time.time()
     torch.manual_seed(settings.seed)
@@ -331,10 +332,10 @@ def train_encoder(encoder_source: str | Path, data: TrainingData, settings: Trai
                    torch_threads=torch.get_num_threads(), torch_version=torch.__version__,
                    precision=resolve_precision(settings.precision, device, training=True))
     if settings.mode == "frozen":
-        save_eat(base, out_dir / "encoder")
-        write_csv(out_dir / "train_log.csv", pd.DataFrame(columns=LOG_COLUMNS))
+        save_eat(base, files.encoder)
+        write_csv(files.log, pd.DataFrame(columns=LOG_COLUMNS))
         summary.update(best_epoch=None, trainable_parameters=0, total_parameters=_count(base), seconds=time.time() - started)
-        write_json(out_dir / "summary.json", summary)
+        write_json(files.summary, summary)
         log.info("finetune.mode = frozen: the pre-trained encoder is used as is")
         return summary
 
@@ -355,12 +356,11 @@ def train_encoder(encoder_source: str | Path, data: TrainingData, settings: Trai
         total_steps = min(total_steps, settings.max_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total_steps, settings.warmup_fraction, settings.lr_schedule))
 
-    ckpt_path = out_dir / "checkpoint" / "last.pt"
+    ckpt_path = Path(files.checkpoint)
     state = dict(epoch=0, step=0, best_val=float("inf"), best_epoch=None, best_state=None, log=[])
     if ckpt_path.is_file():
         state = _resume(ckpt_path, settings, data, model, optimizer, scheduler, origin) or state
 
-    labels_all = data.clips["y"].to_numpy()
     for epoch in range(state["epoch"], settings.epochs):
         if state["step"] >= total_steps:
             break
@@ -369,38 +369,10 @@ def train_encoder(encoder_source: str | Path, data: TrainingData, settings: Trai
         gen = torch.Generator().manual_seed(settings.seed * 1000 + epoch)  # order and augmentation per epoch
         mix_rng = np.random.default_rng([settings.seed, epoch])  # mixup draws apart, so mixup_prob = 0 changes nothing
         order = tr_idx[torch.randperm(len(tr_idx), generator=gen).numpy()]
-        run_loss, run_correct, seen = 0.0, 0, 0
-        optimizer.zero_grad(set_to_none=True)
-        bar = tqdm(range(batches_per_epoch), desc=f"epoch {epoch + 1}/{settings.epochs}", unit="batch", mininterval=2)
-        for bi in bar:
-            b = order[bi * settings.batch_size : (bi + 1) * settings.batch_size]
-            x = to_device(augment(data.read(b, gen), settings, gen).unsqueeze(1), device)
-            y = torch.as_tensor(labels_all[b], device=device)
-            target_rows = F.one_hot(y, len(data.classes)).float()
-            mixed = settings.mixup_prob > 0 and mix_rng.random() < settings.mixup_prob
-            if mixed:
-                lam = float(mix_rng.beta(settings.mixup_alpha, settings.mixup_alpha))
-                x, target_rows = mixup(x, target_rows, lam, torch.as_tensor(mix_rng.permutation(len(b)), device=device))
-            with autocast(device, settings.precision, training=True):
-                logits = model(x, target_rows)
-            loss = soft_cross_entropy(logits.float(), target_rows) if mixed else F.cross_entropy(logits.float(), y)
-            if not torch.isfinite(loss):
-                raise TrainingError(f"epoch {epoch + 1}, batch {bi + 1}: the training loss is {loss.item()}; "
-                                    + _non_finite_cause(data, b, x, settings))
-            (loss * len(b) / (settings.batch_size * settings.grad_accum)).backward()
-            run_loss += loss.item() * len(b)
-            run_correct += int((logits.argmax(1) == y).sum())
-            seen += len(b)
-            if (bi + 1) % settings.grad_accum == 0 or bi + 1 == batches_per_epoch:
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                state["step"] += 1
-                bar.set_postfix(loss=f"{run_loss / seen:.4f}")
-                if state["step"] >= total_steps:
-                    break
+        train_loss, train_acc = _train_epoch(model, data, order, settings, optimizer, scheduler, state, total_steps,
+                                             gen, mix_rng, device, epoch)
         val_loss, val_acc = validation_loss(model, data, va_idx, settings.batch_size, device, settings.precision) if len(va_idx) else (float("nan"), float("nan"))
-        row = dict(epoch=epoch + 1, step=state["step"], train_loss=run_loss / seen, train_acc=run_correct / seen,
+        row = dict(epoch=epoch + 1, step=state["step"], train_loss=train_loss, train_acc=train_acc,
                    val_loss=val_loss, val_acc=val_acc, lr=scheduler.get_last_lr()[0], seconds=time.time() - t0)
         if len(va_idx) and not math.isfinite(val_loss):
             raise TrainingError(f"epoch {epoch + 1}: the validation loss is {val_loss}; "
@@ -417,16 +389,56 @@ def train_encoder(encoder_source: str | Path, data: TrainingData, settings: Trai
     model.load_state_dict(state["best_state"], strict=False)
     model.eval().cpu()
     best = state["log"][state["best_epoch"] - 1]
-    _write_outputs(out_dir, model, data, settings, origin, targets)
+    _write_outputs(files, model, data, settings, origin, targets)
     summary.update(best_epoch=state["best_epoch"], val_loss=best["val_loss"], val_acc=best["val_acc"],
                    train_loss=best["train_loss"], train_acc=best["train_acc"], steps=state["step"],
                    trainable_parameters=n_trainable, total_parameters=n_total,
                    trainable_percent=100 * n_trainable / n_total, seconds=time.time() - started,
                    seconds_per_epoch=float(np.mean([r["seconds"] for r in state["log"]])), device=str(device))
-    write_csv(out_dir / "train_log.csv", pd.DataFrame(state["log"], columns=LOG_COLUMNS))
-    write_json(out_dir / "summary.json", summary)
+    write_csv(files.log, pd.DataFrame(state["log"], columns=LOG_COLUMNS))
+    write_json(files.summary, summary)
     shutil.rmtree(ckpt_path.parent, ignore_errors=True)
     return summary
+
+
+def _train_epoch(model: nn.Module, data: TrainingData, order: np.ndarray, settings: TrainSettings, optimizer, scheduler,
+                 state: dict, total_steps: int, gen: torch.Generator, mix_rng: np.random.Generator, device,
+                 epoch: int) -> tuple[float, float]:
+    """One pass over the training clips in `order`, batch by batch with gradient accumulation; counts the
+    optimiser steps in state["step"] and stops at total_steps. Returns the loss and accuracy of the clips seen."""
+    labels_all = data.clips["y"].to_numpy()
+    batches_per_epoch = math.ceil(len(order) / settings.batch_size)
+    run_loss, run_correct, seen = 0.0, 0, 0
+    optimizer.zero_grad(set_to_none=True)
+    bar = tqdm(range(batches_per_epoch), desc=f"epoch {epoch + 1}/{settings.epochs}", unit="batch", mininterval=2)
+    for bi in bar:
+        b = order[bi * settings.batch_size : (bi + 1) * settings.batch_size]
+        x = to_device(augment(data.read(b, gen), settings, gen).unsqueeze(1), device)
+        y = torch.as_tensor(labels_all[b], device=device)
+        target_rows = F.one_hot(y, len(data.classes)).float()
+        mixed = settings.mixup_prob > 0 and mix_rng.random() < settings.mixup_prob
+        if mixed:
+            lam = float(mix_rng.beta(settings.mixup_alpha, settings.mixup_alpha))
+            x, target_rows = mixup(x, target_rows, lam, torch.as_tensor(mix_rng.permutation(len(b)), device=device))
+        with autocast(device, settings.precision, training=True):
+            logits = model(x, target_rows)
+        loss = soft_cross_entropy(logits.float(), target_rows) if mixed else F.cross_entropy(logits.float(), y)
+        if not torch.isfinite(loss):
+            raise TrainingError(f"epoch {epoch + 1}, batch {bi + 1}: the training loss is {loss.item()}; "
+                                + _non_finite_cause(data, b, x, settings))
+        (loss * len(b) / (settings.batch_size * settings.grad_accum)).backward()
+        run_loss += loss.item() * len(b)
+        run_correct += int((logits.argmax(1) == y).sum())
+        seen += len(b)
+        if (bi + 1) % settings.grad_accum == 0 or bi + 1 == batches_per_epoch:
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            state["step"] += 1
+            bar.set_postfix(loss=f"{run_loss / seen:.4f}")
+            if state["step"] >= total_steps:
+                break
+    return run_loss / seen, run_correct / seen
 
 
 LOG_COLUMNS = ["epoch", "step", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
@@ -471,16 +483,16 @@ class BaseEncoder:
         return cls(hub_id or path.name, hub_id, str(path), commit, commit)
 
 
-def _write_outputs(out_dir: Path, model: AuxClassifier, data: TrainingData, settings: TrainSettings, origin: BaseEncoder,
+def _write_outputs(files: Training, model: AuxClassifier, data: TrainingData, settings: TrainSettings, origin: BaseEncoder,
                    targets: list[str]) -> None:
     from safetensors.torch import save_file
 
-    save_eat(merged_encoder(model.encoder), out_dir / "encoder")
-    with atomic_path(out_dir / "head.safetensors") as tmp:
+    save_eat(merged_encoder(model.encoder), files.encoder)
+    with atomic_path(files.head) as tmp:
         save_file({k: v.contiguous() for k, v in model.head.state_dict().items()}, str(tmp),
                   metadata={"classes": json.dumps(data.classes), "loss": settings.loss, "pooling": settings.pooling})
     if settings.mode == "lora":
-        write_adapter(out_dir / "lora_adapter", model.encoder, settings, origin, targets)
+        write_adapter(Path(files.adapter), model.encoder, settings, origin, targets)
 
 
 def write_adapter(directory: Path, peft_model: nn.Module, settings: TrainSettings, origin: BaseEncoder, targets: list[str]) -> None:
@@ -499,7 +511,7 @@ def write_adapter(directory: Path, peft_model: nn.Module, settings: TrainSetting
                          revision=origin.revision)
     with atomic_dir(directory) as tmp_dir:
         config.save_pretrained(str(tmp_dir))
-        save_file(state, str(tmp_dir / "adapter_model.safetensors"), metadata={"format": "pt"})
+        save_file(state, str(tmp_dir / ADAPTER_WEIGHTS_FILE), metadata={"format": "pt"})
         (tmp_dir / "README.md").write_text(adapter_card(origin.name, origin.hub_id, origin.revision, settings.r, settings.alpha,
                                                         targets))
 

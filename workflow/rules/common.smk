@@ -14,12 +14,25 @@ from eat_asd.config import (
 from eat_asd.data import PARTS
 from eat_asd.groundtruth import check_covers, ground_truth_files
 from eat_asd.io import discard_damaged_files
+from eat_asd.layout import (
+    ANOMALY_SCORE,
+    CONFIG_FILE,
+    DECISION_RESULT,
+    PLOT_KINDS,
+    SUBMISSION_KINDS,
+    WEIGHTS_FILE,
+    Run,
+)
 from eat_asd.plan import plan_workflow
 
 R = config["results"]
+RUN = Run(R)  # every output path (eat_asd.layout)
 
 try:
-    PLAN = plan_workflow(config, hash_cache=f"{R}/.clip-hashes.json")
+    # a dry run hashes the clips it must, and writes no cache
+    PLAN = plan_workflow(
+        config, hash_cache=RUN.clip_hashes, save_hash_cache=not workflow.dryrun
+    )
     if config["ground_truth"]:
         check_covers(
             config["ground_truth"], {m: p.test_sections for m, p in PLAN.items()}
@@ -35,13 +48,12 @@ except EatAsdError as err:
 MACHINES = list(PLAN)
 # Feature files and embeddings an earlier run left damaged (cut short, corrupt) are removed, so this run remakes them.
 for line in discard_damaged_files(
-    [f"{R}/features/{m}.{p}.safetensors" for m in MACHINES for p in PARTS]
-    + [f"{R}/embeddings/{m}.npz" for m in MACHINES]
+    [RUN.features(m, p) for m in MACHINES for p in PARTS]
+    + [RUN.embeddings(m) for m in MACHINES]
 ):
     print(f"eat-asd: {line}", file=sys.stderr)
 TRAIN_MACHINES = [m for m, p in PLAN.items() if p.trains_encoder]
 ENCODER_IS_LOCAL = config["demo"] or Path(config["encoder"]).is_dir()
-ENCODER_OUT = f"{R}/encoder/encoder"
 # The command that started the run, for the model card; jobs inherit it from this process.
 os.environ.setdefault("EAT_ASD_COMMAND", shlex.join(["snakemake", *sys.argv[1:]]))
 
@@ -54,19 +66,17 @@ wildcard_constraints:
 
 def submission_files(machine):
     return [
-        f"{R}/submission/{kind}_{machine}_section_{section}_test.csv"
+        RUN.submission(kind, machine, section)
         for section in PLAN[machine].test_sections
-        for kind in ("anomaly_score", "decision_result")
+        for kind in SUBMISSION_KINDS
     ]
 
 
-def pretrained_encoder_files():
+def get_pretrained_encoder_files():
+    """A local pre-trained encoder is an input (its changes retrain); a Hub id is none."""
     if not ENCODER_IS_LOCAL:
         return []
-    return [
-        f"{config['encoder']}/config.json",
-        f"{config['encoder']}/model.safetensors",
-    ]
+    return [f"{config['encoder']}/{name}" for name in (CONFIG_FILE, WEIGHTS_FILE)]
 
 
 def untracked(value):
@@ -96,24 +106,35 @@ def scoring_params(wildcards):
 
 
 # Labels of evaluation clips from the official ground truth: a machine's score job reads only its own files.
-def ground_truth_inputs(wildcards):
+def get_ground_truth(wildcards):
     if not config["ground_truth"]:
         return []
     return ground_truth_files(config["ground_truth"], wildcards.machine)
 
 
-def other_banks(wildcards, kind):
+def bank_machines(wildcards):
     """With scoring.bank_split = all, a machine type's score job also reads every other machine type's
     embeddings and training manifest: the memory bank holds all training clips."""
     if machine_settings(config, wildcards.machine, "scoring")["bank_split"] != "all":
         return []
-    others = [m for m in MACHINES if m != wildcards.machine]
-    if kind == "embeddings":
-        return [f"{R}/embeddings/{m}.npz" for m in others]
-    return [f"{R}/manifests/{m}.train.csv" for m in others]
+    return [m for m in MACHINES if m != wildcards.machine]
 
 
-def noise_mix_audio():
+def get_bank_embeddings(wildcards):
+    return [RUN.embeddings(m) for m in bank_machines(wildcards)]
+
+
+def get_bank_manifests(wildcards):
+    return [RUN.manifest(m, "train") for m in bank_machines(wildcards)]
+
+
+def get_machine_clips(wildcards):
+    """The demo's clips of a machine type and part, made by make_demo: the manifest's inputs. Real data's
+    clips are none (see data.smk)."""
+    return PLAN[wildcards.machine].files(wildcards.part) if config["demo"] else []
+
+
+def get_noise_mix_audio(wildcards):
     """With train.noise_mix, the training job reads the training clips' and the noise recordings'
     waveforms (the mix happens before the fbank): they are its inputs too."""
     if not config["train"]["noise_mix"]["prob"]:
@@ -139,21 +160,27 @@ onsuccess:
     # what the features changed about the clips, on the terminal as well as in the report
     from eat_asd.audio_notes import changed_summaries
 
-    feature_files = [
-        f"{R}/features/{m}.{p}.safetensors" for m in MACHINES for p in PARTS
-    ]
+    feature_files = [RUN.features(m, p) for m in MACHINES for p in PARTS]
     for line in changed_summaries([f for f in feature_files if os.path.exists(f)]):
         print(f"eat-asd: features changed the clips of {line}")
     # the last lines of the run: where to look
-    print(f"eat-asd: report: {os.path.abspath(f'{R}/report.html')}")
-    print(
-        f"eat-asd: result table: {os.path.abspath(f'{R}/tables/dcase_metrics.md')}"
-    )
+    print(f"eat-asd: report: {os.path.abspath(RUN.report)}")
+    print(f"eat-asd: result table: {os.path.abspath(RUN.tables.dcase[1])}")
+
+
+def table_outputs(tables):
+    """The aggregate rule's outputs: every table of `tables`, its CSVs shown in Snakemake's report."""
+    outputs = tables.outputs()
+    for name, stem in tables.STEMS.items():
+        outputs[name] = report(
+            outputs[name], caption=f"../report/{stem}.rst", category="Tables"
+        )
+    return outputs
 
 
 ALL_OUTPUTS = [f for m in MACHINES for f in submission_files(m)] + [
-    f"{R}/tables/auroc.csv",
-    f"{R}/tables/dcase_metrics.csv",
-    f"{R}/report.html",
-    f"{ENCODER_OUT}/README.md",
+    RUN.tables.outputs()["auroc"],
+    RUN.tables.outputs()["dcase"],
+    RUN.report,
+    RUN.training.model_card,
 ]

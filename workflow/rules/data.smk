@@ -4,20 +4,25 @@
 
 
 if config["demo"]:
+    DEMO_CLIPS = [
+        p for plan in PLAN.values() for part in PARTS for p in plan.files(part)
+    ]
 
     rule make_demo:
         output:
-            [p for plan in PLAN.values() for part in PARTS for p in plan.files(part)],
-            encoder_config=f"{config['encoder']}/config.json",
-            encoder_weights=f"{config['encoder']}/model.safetensors",
+            DEMO_CLIPS,
+            encoder_config=f"{config['encoder']}/{CONFIG_FILE}",
+            encoder_weights=f"{config['encoder']}/{WEIGHTS_FILE}",
         log:
-            f"{R}/logs/make_demo.log",
+            RUN.log("make_demo"),
         conda:
             "../../envs/torch.yaml"
         params:
             d=config["demo"],
-            # the clips are <data_root>/dev_data/raw/<machine>/<part>/<name>.wav
-            data_root=lambda wc, output: str(Path(output[0]).parents[4]),
+            # where the first clip goes, less its path below data_root (a module's prefix stays)
+            data_root=lambda wc, output: output[0][
+                : -len(os.path.relpath(DEMO_CLIPS[0], config["data_root"])) - 1
+            ],
             encoder=lambda wc, output: os.path.dirname(output.encoder_config),
         shell:
             "eat-asd demo --data-root {params.data_root:q} --encoder {params.encoder:q}"
@@ -32,11 +37,11 @@ if config["demo"]:
 # nothing. The demo's clips, made by make_demo, are inputs.
 rule manifest:
     input:
-        lambda wc: PLAN[wc.machine].files(wc.part) if config["demo"] else [],
+        get_machine_clips,
     output:
-        f"{R}/manifests/{{machine}}.{{part}}.csv",
+        RUN.manifest(),
     log:
-        f"{R}/logs/manifest/{{machine}}.{{part}}.log",
+        RUN.log("manifest", "{machine}.{part}"),
     conda:
         "../../envs/data.yaml"
     params:
@@ -50,13 +55,13 @@ rule manifest:
 
 rule features:
     input:
-        f"{R}/manifests/{{machine}}.{{part}}.csv",
+        rules.manifest.output,
     output:
-        f"{R}/features/{{machine}}.{{part}}.safetensors",
+        RUN.features(),
     log:
-        f"{R}/logs/features/{{machine}}.{{part}}.log",
+        RUN.log("features", "{machine}.{part}"),
     benchmark:
-        f"{R}/benchmarks/features/{{machine}}.{{part}}.tsv"
+        RUN.benchmark("features", "{machine}.{part}")
     conda:
         "../../envs/torch.yaml"
     threads: 2

@@ -6,11 +6,11 @@
 
 use rule features as exp_features with:
     output:
-        f"{X}/features/{{fkey}}/{{machine}}.{{part}}.safetensors",
+        GRID.features(),
     log:
-        f"{R}/logs/experiments/features/{{fkey}}/{{machine}}.{{part}}.log",
+        RUN.log("experiments", "features", "{fkey}", "{machine}.{part}"),
     benchmark:
-        f"{R}/benchmarks/experiments/features/{{fkey}}/{{machine}}.{{part}}.tsv"
+        RUN.benchmark("experiments", "features", "{fkey}", "{machine}.{part}")
     params:
         settings=lambda wc: as_json(EXP.features[wc.fkey]),
 
@@ -18,19 +18,19 @@ use rule features as exp_features with:
 use rule train_encoder as exp_train_encoder with:
     input:
         features=get_exp_training_features,
-        manifests=expand(f"{R}/manifests/{{machine}}.train.csv", machine=TRAIN_MACHINES),
-        pretrained=pretrained_encoder_files(),
+        manifests=rules.train_encoder.input.manifests,
+        pretrained=rules.train_encoder.input.pretrained,
         audio=get_exp_training_audio,
     output:
-        config=f"{X}/train/{{tkey}}/encoder/config.json",
-        weights=f"{X}/train/{{tkey}}/encoder/model.safetensors",
-        modeling=f"{X}/train/{{tkey}}/encoder/modeling_eat.py",
-        summary=f"{X}/train/{{tkey}}/summary.json",
-        log_csv=f"{X}/train/{{tkey}}/train_log.csv",
+        config=GRID.training().encoder_config,
+        weights=GRID.training().encoder_weights,
+        modeling=GRID.training().encoder_modeling,
+        summary=GRID.training().summary,
+        log_csv=GRID.training().log,
     log:
-        f"{R}/logs/experiments/train/{{tkey}}.log",
+        RUN.log("experiments", "train", "{tkey}"),
     benchmark:
-        f"{R}/benchmarks/experiments/train/{{tkey}}.tsv"
+        RUN.benchmark("experiments", "train", "{tkey}")
     params:
         encoder=lambda wc, input: (
             os.path.dirname(input.pretrained[0])
@@ -45,16 +45,16 @@ use rule train_encoder as exp_train_encoder with:
 
 use rule embed as exp_embed with:
     input:
-        encoder_config=get_exp_encoder_file("config.json"),
-        encoder_weights=get_exp_encoder_file("model.safetensors"),
+        encoder_config=get_exp_encoder_file(CONFIG_FILE),
+        encoder_weights=get_exp_encoder_file(WEIGHTS_FILE),
         features=get_exp_embed_features,
-        manifests=expand(f"{R}/manifests/{{{{machine}}}}.{{part}}.csv", part=PARTS),
+        manifests=rules.embed.input.manifests,
     output:
-        f"{X}/embed/{{ekey}}/{{machine}}.npz",
+        GRID.embeddings(),
     log:
-        f"{R}/logs/experiments/embed/{{ekey}}/{{machine}}.log",
+        RUN.log("experiments", "embed", "{ekey}", "{machine}"),
     benchmark:
-        f"{R}/benchmarks/experiments/embed/{{ekey}}/{{machine}}.tsv"
+        RUN.benchmark("experiments", "embed", "{ekey}", "{machine}")
     params:
         encoder=lambda wc, input: os.path.dirname(input.encoder_config),
         settings=lambda wc: as_json(EXP.embeddings[wc.ekey].settings),
@@ -63,17 +63,17 @@ use rule embed as exp_embed with:
 use rule score as exp_score with:
     input:
         embeddings=lambda wc: exp_embeddings_file(EXP.scorings[wc.skey].embedding),
-        manifests=expand(f"{R}/manifests/{{{{machine}}}}.{{part}}.csv", part=PARTS),
+        manifests=rules.score.input.manifests,
         bank_embeddings=get_exp_bank_files("embeddings"),
         bank_manifests=get_exp_bank_files("manifests"),
-        ground_truth=ground_truth_inputs,
+        ground_truth=get_ground_truth,
     output:
-        scores=f"{X}/score/{{skey}}/{{machine}}.csv",
-        info=f"{X}/score/{{skey}}/{{machine}}.json",
-        roc=f"{X}/score/{{skey}}/{{machine}}_roc.png",
-        hist=f"{X}/score/{{skey}}/{{machine}}_scores.png",
+        scores=GRID.scores("score", "{skey}"),
+        info=GRID.score_info("score", "{skey}"),
+        roc=GRID.plot("{skey}", kind="roc"),
+        hist=GRID.plot("{skey}", kind="scores"),
     log:
-        f"{R}/logs/experiments/score/{{skey}}/{{machine}}.log",
+        RUN.log("experiments", "score", "{skey}", "{machine}"),
     params:
         settings=lambda wc: as_json(EXP.scorings[wc.skey].settings),
         ground_truth=config["ground_truth"] or "",
@@ -81,13 +81,13 @@ use rule score as exp_score with:
 
 rule exp_fuse:
     input:
-        scores=get_exp_fuse_members("csv"),
-        infos=get_exp_fuse_members("json"),
+        scores=get_exp_fuse_members(info=False),
+        infos=get_exp_fuse_members(info=True),
     output:
-        scores=f"{X}/fuse/{{ukey}}/{{machine}}.csv",
-        info=f"{X}/fuse/{{ukey}}/{{machine}}.json",
+        scores=GRID.scores("fuse", "{ukey}"),
+        info=GRID.score_info("fuse", "{ukey}"),
     log:
-        f"{R}/logs/experiments/fuse/{{ukey}}/{{machine}}.log",
+        RUN.log("experiments", "fuse", "{ukey}", "{machine}"),
     conda:
         "../../envs/data.yaml"
     params:
@@ -99,51 +99,40 @@ rule exp_fuse:
 
 use rule aggregate as exp_aggregate with:
     input:
-        scores=get_exp_run_files("csv"),
-        info=get_exp_run_files("json"),
+        scores=get_exp_run_files(info=False),
+        info=get_exp_run_files(info=True),
     output:
-        auroc=f"{X}/runs/{{variant}}/seed_{{seed}}/tables/auroc.csv",
-        auroc_md=f"{X}/runs/{{variant}}/seed_{{seed}}/tables/auroc.md",
-        dcase=f"{X}/runs/{{variant}}/seed_{{seed}}/tables/dcase_metrics.csv",
-        dcase_md=f"{X}/runs/{{variant}}/seed_{{seed}}/tables/dcase_metrics.md",
-        means=f"{X}/runs/{{variant}}/seed_{{seed}}/tables/dcase_summary.csv",
-        means_md=f"{X}/runs/{{variant}}/seed_{{seed}}/tables/dcase_summary.md",
-        decisions=f"{X}/runs/{{variant}}/seed_{{seed}}/tables/decisions.csv",
-        decisions_md=f"{X}/runs/{{variant}}/seed_{{seed}}/tables/decisions.md",
-        summary=f"{X}/runs/{{variant}}/seed_{{seed}}/tables/summary.json",
+        **GRID.tables().outputs(),
     log:
-        f"{R}/logs/experiments/aggregate/{{variant}}/seed_{{seed}}.log",
+        RUN.log("experiments", "aggregate", "{variant}", "seed_{seed}"),
 
 
 rule exp_compare:
     input:
         scores=[f for seeds in exp_runs().values() for fs in seeds.values() for f in fs],
-        tables=[f"{exp_run_dir(v, s)}/tables/dcase_metrics.md" for v, s in EXP.runs()],
+        tables=[str(GRID.tables(v, s).dcase[1]) for v, s in EXP.runs()],
     output:
         table=report(
-            f"{X}/comparison.csv",
+            GRID.comparison[0],
             caption="../report/comparison.rst",
             category="Experiments",
         ),
-        table_md=f"{X}/comparison.md",
+        table_md=GRID.comparison[1],
         plot=report(
-            f"{X}/comparison.png",
+            GRID.comparison_plot,
             caption="../report/comparison_plot.rst",
             category="Experiments",
         ),
-        html=f"{X}/report.html",
+        html=GRID.report,
     log:
-        f"{R}/logs/experiments/compare.log",
+        RUN.log("experiments", "compare"),
     conda:
         "../../envs/data.yaml"
     params:
         # in the config's order of variants (as_json would sort them)
         runs=json.dumps(exp_runs()),
         tables=as_json(
-            {
-                f"{v}, seed {s}": f"{exp_run_dir(v, s)}/tables/dcase_metrics.md"
-                for v, s in EXP.runs()
-            }
+            {f"{v}, seed {s}": str(GRID.tables(v, s).dcase[1]) for v, s in EXP.runs()}
         ),
         reference=EXP.reference,
         bootstrap=EXP.bootstrap,

@@ -7,7 +7,7 @@ import json
 from eat_asd.experiments import digest, plan_experiments
 from eat_asd.plan import check_banks
 
-X = f"{R}/experiments"
+GRID = RUN.grid  # the grid's paths (eat_asd.layout)
 
 try:
     EXP = plan_experiments(
@@ -30,32 +30,24 @@ wildcard_constraints:
     seed=r"\d+",
 
 
-def exp_training_dir(tkey):
-    return f"{X}/train/{tkey}"
-
-
 # variants with the config's feature settings use the one-run feature files
 BASE_FEATURES = digest(feature_values(config))
 
 
 def exp_features_file(fkey, machine, part):
     if fkey == BASE_FEATURES:
-        return f"{R}/features/{machine}.{part}.safetensors"
-    return f"{X}/features/{fkey}/{machine}.{part}.safetensors"
+        return RUN.features(machine, part)
+    return GRID.features(fkey, machine, part)
 
 
 def exp_embeddings_file(ekey):
-    return f"{X}/embed/{ekey}/{EXP.embeddings[ekey].machine}.npz"
+    return GRID.embeddings(ekey, EXP.embeddings[ekey].machine)
 
 
-def exp_scores_file(variant, seed, machine, ext="csv"):
+def exp_scores_file(variant, seed, machine, info=False):
     """The score table (or its JSON) a run uses for a machine type: its scoring's, or its fusion's."""
     kind, key = EXP.scores[(variant, int(seed), machine)]
-    return f"{X}/{kind}/{key}/{machine}.{ext}"
-
-
-def exp_run_dir(variant, seed):
-    return f"{X}/runs/{variant}/seed_{seed}"
+    return (GRID.score_info if info else GRID.scores)(kind, key, machine)
 
 
 def get_exp_training_features(wildcards):
@@ -72,8 +64,7 @@ def get_exp_training_audio(wildcards):
 
 def get_exp_encoder_file(name):
     def get(wildcards):
-        tkey = EXP.embeddings[wildcards.ekey].training
-        return f"{exp_training_dir(tkey)}/encoder/{name}"
+        return GRID.training(EXP.embeddings[wildcards.ekey].training).encoder_file(name)
 
     return get
 
@@ -90,25 +81,27 @@ def get_exp_bank_files(kind):
         others = EXP.scorings[wildcards.skey].bank_embeddings
         if kind == "embeddings":
             return [exp_embeddings_file(k) for k in others]
-        return [f"{R}/manifests/{EXP.embeddings[k].machine}.train.csv" for k in others]
+        return [RUN.manifest(EXP.embeddings[k].machine, "train") for k in others]
 
     return get
 
 
-def get_exp_fuse_members(ext):
+def get_exp_fuse_members(info):
     def get(wildcards):
+        files = GRID.score_info if info else GRID.scores
         return [
-            f"{X}/{kind}/{key}/{wildcards.machine}.{ext}"
+            files(kind, key, wildcards.machine)
             for kind, key in EXP.fusions[wildcards.ukey].members
         ]
 
     return get
 
 
-def get_exp_run_files(ext):
+def get_exp_run_files(info):
     def get(wildcards):
         return [
-            exp_scores_file(wildcards.variant, wildcards.seed, m, ext) for m in MACHINES
+            exp_scores_file(wildcards.variant, wildcards.seed, m, info)
+            for m in MACHINES
         ]
 
     return get

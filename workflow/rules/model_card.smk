@@ -8,15 +8,13 @@ rule model_card:
     input:
         summary=rules.aggregate.output.summary,
         auroc=rules.aggregate.output.auroc,
-        training=f"{R}/encoder/summary.json",
-        weights=f"{ENCODER_OUT}/model.safetensors",
-        manifests=expand(
-            f"{R}/manifests/{{machine}}.{{part}}.csv", machine=MACHINES, part=PARTS
-        ),
+        training=rules.train_encoder.output.summary,
+        weights=rules.train_encoder.output.weights,
+        manifests=[RUN.manifest(m, p) for m in MACHINES for p in PARTS],
     output:
-        f"{ENCODER_OUT}/README.md",
+        RUN.training.model_card,
     log:
-        f"{R}/logs/model_card.log",
+        RUN.log("model_card"),
     localrule: True
     conda:
         "../../envs/data.yaml"

@@ -4,35 +4,13 @@
 
 rule aggregate:
     input:
-        scores=expand(f"{R}/scores/{{machine}}.csv", machine=MACHINES),
+        scores=[RUN.scores(m) for m in MACHINES],
         # the decision thresholds, for the decisions table
-        info=expand(f"{R}/scores/{{machine}}.json", machine=MACHINES),
+        info=[RUN.score_info(m) for m in MACHINES],
     output:
-        auroc=report(
-            f"{R}/tables/auroc.csv", caption="../report/auroc.rst", category="Tables"
-        ),
-        auroc_md=f"{R}/tables/auroc.md",
-        dcase=report(
-            f"{R}/tables/dcase_metrics.csv",
-            caption="../report/dcase_metrics.rst",
-            category="Tables",
-        ),
-        dcase_md=f"{R}/tables/dcase_metrics.md",
-        means=report(
-            f"{R}/tables/dcase_summary.csv",
-            caption="../report/dcase_summary.rst",
-            category="Tables",
-        ),
-        means_md=f"{R}/tables/dcase_summary.md",
-        decisions=report(
-            f"{R}/tables/decisions.csv",
-            caption="../report/decisions.rst",
-            category="Tables",
-        ),
-        decisions_md=f"{R}/tables/decisions.md",
-        summary=f"{R}/tables/summary.json",
+        **table_outputs(RUN.tables),
     log:
-        f"{R}/logs/aggregate.log",
+        RUN.log("aggregate"),
     conda:
         "../../envs/data.yaml"
     shell:
@@ -50,22 +28,14 @@ rule report:
         means=rules.aggregate.output.means,
         summary=rules.aggregate.output.summary,
         decisions=rules.aggregate.output.decisions,
-        plots=expand(
-            f"{R}/plots/{{machine}}_{{kind}}.png",
-            machine=MACHINES,
-            kind=["roc", "scores"],
-        ),
-        training=f"{R}/encoder/summary.json",
+        plots=[RUN.plot(m, kind) for m in MACHINES for kind in PLOT_KINDS],
+        training=rules.train_encoder.output.summary,
         # what the features changed about the clips (resampling, mix-down, padding)
-        features=expand(
-            f"{R}/features/{{machine}}.{{part}}.safetensors",
-            machine=MACHINES,
-            part=PARTS,
-        ),
+        features=[RUN.features(m, p) for m in MACHINES for p in PARTS],
     output:
-        report(f"{R}/report.html", caption="../report/report.rst", category="Report"),
+        report(RUN.report, caption="../report/report.rst", category="Report"),
     log:
-        f"{R}/logs/report.log",
+        RUN.log("report"),
     conda:
         "../../envs/data.yaml"
     params:

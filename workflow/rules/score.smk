@@ -6,18 +6,16 @@
 
 rule embed:
     input:
-        encoder_config=f"{ENCODER_OUT}/config.json",
-        encoder_weights=f"{ENCODER_OUT}/model.safetensors",
-        features=expand(
-            f"{R}/features/{{{{machine}}}}.{{part}}.safetensors", part=PARTS
-        ),
-        manifests=expand(f"{R}/manifests/{{{{machine}}}}.{{part}}.csv", part=PARTS),
+        encoder_config=rules.train_encoder.output.config,
+        encoder_weights=rules.train_encoder.output.weights,
+        features=[RUN.features(part=p) for p in PARTS],
+        manifests=[RUN.manifest(part=p) for p in PARTS],
     output:
-        f"{R}/embeddings/{{machine}}.npz",
+        RUN.embeddings(),
     log:
-        f"{R}/logs/embed/{{machine}}.log",
+        RUN.log("embed", "{machine}"),
     benchmark:
-        f"{R}/benchmarks/embed/{{machine}}.tsv"
+        RUN.benchmark("embed", "{machine}")
     conda:
         "../../envs/torch.yaml"
     threads: 2
@@ -37,28 +35,28 @@ rule embed:
 
 rule score:
     input:
-        embeddings=f"{R}/embeddings/{{machine}}.npz",
-        manifests=expand(f"{R}/manifests/{{{{machine}}}}.{{part}}.csv", part=PARTS),
-        bank_embeddings=lambda wc: other_banks(wc, "embeddings"),
-        bank_manifests=lambda wc: other_banks(wc, "manifests"),
-        ground_truth=ground_truth_inputs,
+        embeddings=rules.embed.output[0],
+        manifests=[RUN.manifest(part=p) for p in PARTS],
+        bank_embeddings=get_bank_embeddings,
+        bank_manifests=get_bank_manifests,
+        ground_truth=get_ground_truth,
     output:
-        scores=f"{R}/scores/{{machine}}.csv",
-        info=f"{R}/scores/{{machine}}.json",
+        scores=RUN.scores(),
+        info=RUN.score_info(),
         roc=report(
-            f"{R}/plots/{{machine}}_roc.png",
+            RUN.plot(kind="roc"),
             caption="../report/roc.rst",
             category="ROC curves",
             labels={"machine type": "{machine}"},
         ),
         hist=report(
-            f"{R}/plots/{{machine}}_scores.png",
+            RUN.plot(kind="scores"),
             caption="../report/scores.rst",
             category="Score histograms",
             labels={"machine type": "{machine}"},
         ),
     log:
-        f"{R}/logs/score/{{machine}}.log",
+        RUN.log("score", "{machine}"),
     conda:
         "../../envs/torch.yaml"
     threads: 1
@@ -80,12 +78,12 @@ rule score:
 # a rule's own `localrule`, unlike a `localrules` list, holds under a module's rule-name prefix).
 rule submission:
     input:
-        f"{R}/scores/{{machine}}.csv",
+        rules.score.output.scores,
     output:
-        scores=f"{R}/submission/anomaly_score_{{machine}}_section_{{section}}_test.csv",
-        decisions=f"{R}/submission/decision_result_{{machine}}_section_{{section}}_test.csv",
+        scores=RUN.submission(ANOMALY_SCORE),
+        decisions=RUN.submission(DECISION_RESULT),
     log:
-        f"{R}/logs/submission/{{machine}}_{{section}}.log",
+        RUN.log("submission", "{machine}_{section}"),
     localrule: True
     conda:
         "../../envs/data.yaml"

@@ -7,22 +7,21 @@
 
 rule train_encoder:
     input:
-        features=expand(
-            f"{R}/features/{{machine}}.train.safetensors", machine=TRAIN_MACHINES
-        ),
-        manifests=expand(f"{R}/manifests/{{machine}}.train.csv", machine=TRAIN_MACHINES),
-        pretrained=pretrained_encoder_files(),
-        audio=noise_mix_audio(),
+        features=[RUN.features(m, "train") for m in TRAIN_MACHINES],
+        manifests=[RUN.manifest(m, "train") for m in TRAIN_MACHINES],
+        pretrained=get_pretrained_encoder_files(),
+        audio=get_noise_mix_audio,
     output:
-        config=f"{ENCODER_OUT}/config.json",
-        weights=f"{ENCODER_OUT}/model.safetensors",
-        modeling=f"{ENCODER_OUT}/modeling_eat.py",
-        summary=f"{R}/encoder/summary.json",
-        log_csv=f"{R}/encoder/train_log.csv",
+        # not protected(): Snakemake would then refuse the retraining a changed setting asks for
+        config=RUN.training.encoder_config,
+        weights=RUN.training.encoder_weights,
+        modeling=RUN.training.encoder_modeling,
+        summary=RUN.training.summary,
+        log_csv=RUN.training.log,
     log:
-        f"{R}/logs/train_encoder.log",
+        RUN.log("train_encoder"),
     benchmark:
-        f"{R}/benchmarks/train_encoder.tsv"
+        RUN.benchmark("train_encoder")
     conda:
         "../../envs/torch.yaml"
     # cores reserved for the job (profiles set it, --cores caps it); torch's thread count is not taken from it,
