@@ -150,3 +150,17 @@ def test_every_schema_key_has_a_description():
 
     walk("", schema)
     assert not undescribed, f"schema keys without a description: {undescribed}"
+
+
+def test_lists_the_code_keeps_beside_the_schema_are_the_schema_s():
+    """eat.py stays self-contained (it is exported as the model's code), and data.py names what it parses:
+    their lists are bound to the schema here."""
+    from eat_asd.audio import MEL_BINS
+    from eat_asd.config import section_schema
+    from eat_asd.data import GRANULARITIES
+    from eat_asd.eat import POOLINGS, EATConfig
+
+    enum = lambda section, key: section_schema(section)["properties"][key]["enum"]  # noqa: E731
+    assert tuple(enum("embedding", "pooling")) == POOLINGS
+    assert tuple(enum("train", "granularity")) == ("auto", *GRANULARITIES)
+    assert EATConfig().mel_bins == MEL_BINS == 128  # EAT's input: 128-bin Kaldi fbank

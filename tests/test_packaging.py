@@ -128,3 +128,16 @@ def test_every_module_that_runs_snakemake_is_marked_slow():
                 if re.search(r"\bsnakemake\(|\bdemo_run\b", p.read_text())
                 and not re.search(r"^pytestmark = pytest\.mark\.(slow|slurm)", p.read_text(), re.M)]
     assert not unmarked, f"test modules that run Snakemake without a slow or slurm mark: {unmarked}"
+
+
+def test_the_slurm_training_job_asks_for_the_threads_the_rule_gives():
+    """The training job's thread count is written in its rule; SLURM's cpus_per_task must grant as many."""
+    import re
+
+    import yaml
+
+    threads = re.search(r"rule train_encoder:.*?\n    threads: (\d+)", (REPO / "workflow" / "rules" / "train.smk").read_text(), re.S)
+    slurm = yaml.safe_load((REPO / "slurm" / "config.yaml").read_text())
+    assert slurm["set-resources"]["train_encoder"]["cpus_per_task"] == int(threads.group(1))
+    assert slurm["set-resources"]["exp_train_encoder"] == slurm["set-resources"]["train_encoder"]
+    assert "set-threads" not in yaml.safe_load((REPO / "profiles" / "default" / "config.yaml").read_text())

@@ -5,9 +5,10 @@ torch nor safetensors, so reports can show them."""
 from __future__ import annotations
 
 import json
-import struct
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from .io import read_safetensors_header
 
 METADATA_KEY = "audio_notes"
 N_EXAMPLES = 3
@@ -103,10 +104,8 @@ def read_audio_notes(feature_path: str | Path) -> AudioNotes | None:
     """The notes stored in a feature file; None for a file written before they were recorded."""
     path = Path(feature_path)
     try:
-        with open(path, "rb") as f:
-            (n,) = struct.unpack("<Q", f.read(8))  # safetensors: header length, then the JSON header
-            header = json.loads(f.read(n))
-    except (OSError, struct.error, ValueError) as err:
+        header, _ = read_safetensors_header(path)
+    except (OSError, ValueError) as err:
         raise ValueError(f"{path}: not a readable feature file ({err})") from err
     text = (header.get("__metadata__") or {}).get(METADATA_KEY)
     return AudioNotes(**json.loads(text)) if text else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-DOMAINS = ("source", "target")
+from .data import DOMAINS
 MIN_THRESHOLD_CLIPS = 3  # finite training scores the gamma fit of the decision threshold needs
 
 

@@ -24,6 +24,8 @@ SIMPLE_SPLITS = {"train", "test"}
 PARTS = ("train", "test")
 PART_SPLITS = {"train": ("train", "supplemental"), "test": ("test",)}
 GRANULARITIES = ("machine", "section", "attribute")
+DOMAINS = ("source", "target")
+LABELS = ("normal", "anomaly")  # of a labelled test clip; "unknown" for the unlabelled (evaluation data)
 # What a clip holds: the machine (every train/test clip), or, in supplemental/, noise only or an unknown kind.
 KINDS = ("machine", "noise", "unknown")
 COLUMNS = [
@@ -53,6 +55,11 @@ LABEL_TOKEN = re.compile(r"(?:^|[_\-.])(normal|anomaly|anomalous|abnormal)(?:$|[
 
 
 
+
+
+def labelled(clips):
+    """The clips with a known label (normal or anomaly): what metrics can rank."""
+    return clips[clips["label"].isin(LABELS)]
 
 def parse_attributes(text: str | None) -> dict[str, str]:
     """'m-n_X' -> {'m-n': 'X'}; 'volt_1.5_wt_150' -> {'volt': '1.5', 'wt': '150'};
@@ -112,7 +119,7 @@ def parse_supplemental(stem: str) -> dict:
         kind = "machine"
     else:
         kind = "unknown"
-    domain = next((t for t in head if t in ("source", "target")), "unknown")
+    domain = next((t for t in head if t in DOMAINS), "unknown")
     return dict(section=tokens[1] if has_section else "00", domain=domain, split="supplemental",
                 label="normal" if kind == "machine" else "unknown",
                 attribute_string="" if num is None else "_".join(body[num + 1:]),
@@ -307,7 +314,7 @@ def check_manifest(manifest: "pd.DataFrame") -> list[str]:
         if test.empty:
             warnings.append(f"machine type {machine}: no test clips; only its memory bank will be built")
         elif (test["label"] != "unknown").any():
-            for label in ("normal", "anomaly"):
+            for label in LABELS:
                 if not (test["label"] == label).any():
                     warnings.append(f"machine type {machine}: test set has no {label} clips; AUROC is undefined for it")
     for w in warnings:

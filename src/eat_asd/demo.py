@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .audio import SAMPLE_RATE
+from .data import DOMAINS
 from .io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def demo_plan(sizes: DemoSizes = DemoSizes()) -> list[DemoClip]:
         for domain, vi, v in values:
             count = sizes.train_source if domain == "source" else sizes.train_target
             cells += [("train", domain, "normal", vi, v, None)] * count
-        for domain in ("source", "target"):
+        for domain in DOMAINS:
             options = [(vi, v) for d, vi, v in values if d == domain]
             for k in range(sizes.test_per_cell):
                 vi, v = options[k % len(options)]

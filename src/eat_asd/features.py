@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .audio import (audio_info, check_channels, check_length, clips_error, eat_fbank_batch, fbank_frames, n_views,
+from .audio import (MEL_BINS, audio_info, check_channels, check_length, clips_error, eat_fbank_batch, fbank_frames, n_views,
                     read_clip)
 from .audio_notes import METADATA_KEY, AudioNotes
 from .config import schema_settings
@@ -84,7 +84,7 @@ def feature_blocks(paths: list[str], settings: FeatureSettings, batch_size: int 
         if problems:
             continue
         views = [(clip.sample_rate, view) for clip in chunk for view in clip.views]
-        out = torch.empty(len(views), settings.target_frames, 128)
+        out = torch.empty(len(views), settings.target_frames, MEL_BINS)
         by_rate: dict[int, list[int]] = {}
         for i, (rate, _) in enumerate(views):
             by_rate.setdefault(rate, []).append(i)
@@ -93,14 +93,6 @@ def feature_blocks(paths: list[str], settings: FeatureSettings, batch_size: int 
         yield out
     if problems:
         raise clips_error([problems[p] for p in paths if p in problems], len(paths))
-
-
-def compute_features(paths: list[str], settings: FeatureSettings, batch_size: int = 32, desc: str = "fbank",
-                     device=None) -> torch.Tensor:
-    """(rows, target_frames, 128) float32 for the given audio files (one row per view), in order, in memory."""
-    _, problems, _ = clip_notes(paths, settings)
-    blocks = list(feature_blocks(paths, settings, batch_size, desc, device, problems))
-    return torch.cat(blocks) if blocks else torch.empty(0, settings.target_frames, 128)
 
 
 def build_feature_file(paths: list[str], keys: list[str], settings: FeatureSettings, out: str | Path,
@@ -120,7 +112,7 @@ def build_feature_file(paths: list[str], keys: list[str], settings: FeatureSetti
             "hashes": json.dumps([h for h, n in zip(hashes, per_clip) for _ in range(n)]),
             "views": json.dumps([v for n in per_clip for v in range(n)]), METADATA_KEY: notes.to_json()}
     blocks = (b.numpy() for b in feature_blocks(paths, settings, batch_size, desc, device, problems))
-    write_safetensors_rows(out, TENSOR, (settings.target_frames, 128), len(row_keys), blocks, meta)
+    write_safetensors_rows(out, TENSOR, (settings.target_frames, MEL_BINS), len(row_keys), blocks, meta)
     return notes
 
 
@@ -156,6 +148,15 @@ class FeatureFile:
         for i, key in enumerate(self.keys):
             self._index.setdefault(key, []).append(i)
         self._file = open(self.path, "rb")
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "FeatureFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def __len__(self) -> int:
         return len(self.keys)

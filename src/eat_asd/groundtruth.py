@@ -19,14 +19,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .data import DCASE21, DataError
+from .data import DOMAINS as DOMAIN_NAMES
+from .data import LABELS as LABEL_NAMES
 
 if TYPE_CHECKING:  # pandas loads lazily: the workflow lists the files while planning
     import pandas as pd
 
 DATA_DIR, DOMAIN_DIR, ATTRIBUTES_DIR = "ground_truth_data", "ground_truth_domain", "ground_truth_attributes"
 FILE_NAME = re.compile(r"^ground_truth_(?P<machine>.+)_section_(?P<section>\d+)_test\.csv$")
-LABELS = {"0": "normal", "1": "anomaly"}
-DOMAINS = {"0": "source", "1": "target"}
+LABELS = dict(zip("01", LABEL_NAMES))  # 1 = anomaly
+DOMAINS = dict(zip("01", DOMAIN_NAMES))  # 1 = target
+
+
+def _checked_root(root: str | Path) -> Path:
+    root = Path(root)
+    if not (root / DATA_DIR).is_dir() or not (root / DOMAIN_DIR).is_dir():
+        raise DataError(f"ground_truth: {root} needs the folders {DATA_DIR}/ and {DOMAIN_DIR}/")
+    return root
 
 
 def _name(machine: str, section: str) -> str:
@@ -53,9 +62,7 @@ def ground_truth_files(root: str | Path, machine: str) -> list[Path]:
 def check_covers(root: str | Path, test_sections: dict[str, list[str]]) -> None:
     """Before any job runs: the folder must hold the labels and domains of every tested section of every
     machine type ({machine: sections}); DataError names the setting and the missing files."""
-    root = Path(root)
-    if not (root / DATA_DIR).is_dir() or not (root / DOMAIN_DIR).is_dir():
-        raise DataError(f"ground_truth: {root} needs the folders {DATA_DIR}/ and {DOMAIN_DIR}/")
+    root = _checked_root(root)
     missing = [f"{d}/{_name(m, s)}" for m, wanted in test_sections.items() for s in wanted
                for d in (DATA_DIR, DOMAIN_DIR) if not (root / d / _name(m, s)).is_file()]
     if missing:
@@ -122,9 +129,7 @@ def read_ground_truth(root: str | Path, machine: str) -> "pd.DataFrame":
     """One row per evaluation clip of the machine type: filename (anonymised), original, section, label, domain."""
     import pandas as pd
 
-    root = Path(root)
-    if not (root / DATA_DIR).is_dir() or not (root / DOMAIN_DIR).is_dir():
-        raise DataError(f"ground truth {root}: needs the folders {DATA_DIR}/ and {DOMAIN_DIR}/")
+    root = _checked_root(root)
     found = sections(root, machine)
     if not found:
         raise DataError(f"ground truth {root}: no {DATA_DIR}/{_name(machine, 'XX')} for machine type {machine}")
@@ -164,7 +169,7 @@ def apply_ground_truth(scores: "pd.DataFrame", root: str | Path, machine: str) -
     if wrong.any():
         raise DataError(f"ground truth {root}: clip(s) of {machine} filed under another section there, "
                         f"e.g. {out.loc[wrong, 'filename'].tolist()[:3]}")
-    known = out["label"].isin(["normal", "anomaly"]).to_numpy()
+    known = out["label"].isin(LABEL_NAMES).to_numpy()
     clash = known & (out["label"].to_numpy() != match["label"].to_numpy())
     if clash.any():
         raise DataError(f"ground truth {root}: labels of {machine} clip(s) contradict their file names, "

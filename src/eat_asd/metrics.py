@@ -15,11 +15,12 @@ import pandas as pd
 import scipy.stats
 from sklearn.metrics import roc_auc_score
 
+from .data import DOMAINS, labelled  # noqa: F401  (labelled: also for compare)
+
 log = logging.getLogger(__name__)
 
 EVALUATOR = "nttcslab's dcase2024_task2_evaluator"
 MAX_FPR = 0.1
-DOMAINS = ("source", "target")
 # the per-section columns of the official baseline and evaluator, in their order
 METRICS = ["AUC (source)", "AUC (target)", "pAUC", "pAUC (source)", "pAUC (target)",
            "precision (source)", "precision (target)", "recall (source)", "recall (target)",
@@ -42,10 +43,6 @@ def _auc(labels: pd.Series, scores: pd.Series, what: str, notes: list[str], max_
         notes.append(f"{what}: no {missing} test clips, so its {'pAUC' if max_fpr else 'AUC'} is undefined")
         return float("nan")
     return float(roc_auc_score(y, scores.to_numpy(), max_fpr=max_fpr))
-
-
-def labelled(scores: pd.DataFrame) -> pd.DataFrame:
-    return scores[scores["label"].isin(["normal", "anomaly"])]
 
 
 def auroc_table(scores: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:

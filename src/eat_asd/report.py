@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .data import DOMAINS, LABELS, labelled
 from .io import atomic_path, write_text
 
 
@@ -57,28 +58,10 @@ def write_scores(frame: pd.DataFrame, path: str | Path, header: bool = True) -> 
         frame.to_csv(tmp, header=header, index=False, float_format=None)
 
 
-def submission_names(machine: str, section: str) -> tuple[str, str]:
-    return (f"anomaly_score_{machine}_section_{section}_test.csv", f"decision_result_{machine}_section_{section}_test.csv")
-
-
 def write_submission_pair(section_scores: pd.DataFrame, scores_path: str | Path, decisions_path: str | Path) -> None:
     """The DCASE submission files of one section: rows `filename,score` and `filename,0|1`, no header."""
     for path, column in ((scores_path, "score"), (decisions_path, "decision")):
         write_scores(section_scores[["filename", column]], path, header=False)
-
-
-def write_submission(scores: pd.DataFrame, out_dir: str | Path) -> list[Path]:
-    """The DCASE submission files of every (machine type, section) in `out_dir`, under their official names."""
-    written = []
-    for (machine, section), g in scores.groupby(["machine", "section"], sort=True):
-        paths = [Path(out_dir) / name for name in submission_names(machine, section)]
-        write_submission_pair(g, *paths)
-        written += paths
-    return written
-
-
-def read_submission(path: str | Path) -> pd.DataFrame:
-    return pd.read_csv(path, header=None, names=["filename", "value"])
 
 
 # ----------------------------------------------------------------------------- plots
@@ -95,8 +78,8 @@ def _figure():
 
 def _domain_panels(scores: pd.DataFrame) -> list[str | None]:
     """One panel per domain the labelled test clips come from; [None] (one panel, every clip) without domains."""
-    lab = scores[scores["label"].isin(["normal", "anomaly"])]
-    return [d for d in ("source", "target") if (lab["domain"] == d).any()] or [None]
+    lab = labelled(scores)
+    return [d for d in DOMAINS if (lab["domain"] == d).any()] or [None]
 
 
 def plot_roc(scores: pd.DataFrame, path: str | Path, title: str) -> dict[str, float]:
@@ -109,7 +92,7 @@ def plot_roc(scores: pd.DataFrame, path: str | Path, title: str) -> dict[str, fl
     from .metrics import domain_selection
 
     plt = _figure()
-    lab = scores[scores["label"].isin(["normal", "anomaly"])]
+    lab = labelled(scores)
     panels = _domain_panels(scores)
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), dpi=100, squeeze=False)
     drawn: dict[str, float] = {}
@@ -171,7 +154,7 @@ def plot_histogram(scores: pd.DataFrame, train_scores: np.ndarray | None, train_
         if len(own_train):
             series.append(("train normals (leave-one-out)", own_train, "tab:grey"))
         clips = scores if domain is None else scores[scores["domain"] == domain]
-        for label in ("normal", "anomaly", "unknown"):
+        for label in (*LABELS, "unknown"):
             s = clips.loc[clips["label"] == label, "score"].to_numpy(dtype=float)
             if len(s):
                 series.append((f"test {label}" if label != "unknown" else "test (unlabeled)", s, colours[label]))
