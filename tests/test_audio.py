@@ -5,7 +5,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from eat_asd.audio import AudioError, eat_fbank, eat_fbank_batch, load_wav
+from eat_asd.audio import AudioError, eat_fbank, eat_fbank_batch
+from helpers import load_wav
 
 
 def test_fbank_matches_reference(reference):

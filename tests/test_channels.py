@@ -12,7 +12,8 @@ import torch
 from eat_asd.data import discover, read_manifest
 from eat_asd.demo import DemoSizes, make_demo_data
 from eat_asd.eat import EAT, EATConfig, save_eat
-from eat_asd.features import FeatureFile, FeatureSettings, build_feature_file, compute_features
+from eat_asd.features import FeatureFile, FeatureSettings, build_feature_file
+from helpers import compute_features
 from eat_asd.noise_mix import NoiseMix, NoiseMixer, mix_at_snr
 from eat_asd.stages import clip_files, feature_clips, make_manifest
 from eat_asd.train import load_training_data

@@ -9,7 +9,8 @@ from safetensors.torch import load_file, save_file
 
 from eat_asd import features as feat
 from eat_asd.errors import DamagedFileError
-from eat_asd.features import FeatureFile, FeatureSettings, StaleFeaturesError, build_feature_file, compute_features
+from eat_asd.features import FeatureFile, FeatureSettings, StaleFeaturesError, build_feature_file
+from helpers import compute_features
 from eat_asd.io import write_safetensors_rows
 
 FS = FeatureSettings(target_frames=32)

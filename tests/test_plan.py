@@ -221,3 +221,13 @@ def test_a_per_machine_pooling_other_than_the_trained_one_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"overrides.pump.embedding.pooling = 'mean': the shared encoder's classifier"):
         plan_workflow(config(tmp_path / "a", overrides={"pump": {"embedding": {"pooling": "mean"}}}))
     plan_workflow(config(tmp_path / "b", embedding={"pooling": "mean"}, overrides={"pump": {"embedding": {"pooling": "mean"}}}))
+
+
+def test_a_dry_run_plan_writes_no_hash_cache(tmp_path):
+    """Before, `snakemake -n` wrote results/.clip-hashes.json: planning saved the cache of clip hashes it read."""
+    cfg = config(tmp_path, results=str(tmp_path / "results"))
+    cache = tmp_path / "results" / ".clip-hashes.json"
+    dry = plan_workflow(cfg, hash_cache=cache, save_hash_cache=False)
+    assert not cache.exists() and not (tmp_path / "results").exists()
+    real = plan_workflow(cfg, hash_cache=cache)
+    assert cache.is_file() and {m: p.content for m, p in dry.items()} == {m: p.content for m, p in real.items()}

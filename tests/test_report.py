@@ -116,7 +116,8 @@ def test_small_numbers_keep_significant_digits():
 def test_written_scores_read_back_without_new_ties(tmp_path):
     """A bank of near-identical normals gives kNN distances around 1e-5; with 8 decimals the score table
     and the submission files kept 3-4 significant digits, and clips the in-memory scores rank apart tied."""
-    from eat_asd.report import read_submission, write_scores, write_submission
+    from eat_asd.report import write_scores, write_submission_pair
+    from helpers import read_submission
     from eat_asd.scoring import ScoreSettings, score_machine
     from eat_asd.stages import read_scores
 
@@ -135,8 +136,8 @@ def test_written_scores_read_back_without_new_ties(tmp_path):
     write_scores(table, tmp_path / "fan.csv")
     back = read_scores(tmp_path / "fan.csv")["score"].to_numpy()
     assert np.array_equal(back, scores)
-    (path,) = [p for p in write_submission(table, tmp_path / "sub") if p.name.startswith("anomaly_score")]
-    assert np.array_equal(read_submission(path)["value"].to_numpy(), scores)
+    write_submission_pair(table, tmp_path / "scores.csv", tmp_path / "decisions.csv")
+    assert np.array_equal(read_submission(tmp_path / "scores.csv")["value"].to_numpy(), scores)
 
 
 def test_report_as_the_workflow_calls_it_has_no_dead_links_nor_na(tmp_path, monkeypatch):

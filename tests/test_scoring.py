@@ -45,29 +45,29 @@ def test_domain_min_and_section_banks():
     bank_meta = meta([("00", "source"), ("00", "source"), ("00", "target"), ("01", "source")])
     queries = np.stack([e[1], e[2]])
     q_meta = meta([("00", "target"), ("01", "source")])
-    pooled = score_against_banks(bank, bank_meta, queries, q_meta, ScoreSettings(bank_split="section"))
-    mins = score_against_banks(bank, bank_meta, queries, q_meta, ScoreSettings(bank_split="section", domain_strategy="min"))
+    pooled = score_against_banks(bank, bank_meta, queries, q_meta, ScoreSettings(bank_split="section"))[0]
+    mins = score_against_banks(bank, bank_meta, queries, q_meta, ScoreSettings(bank_split="section", domain_strategy="min"))[0]
     assert pooled[0] == pytest.approx(0.0, abs=1e-6) and mins[0] == pytest.approx(0.0, abs=1e-6)
     assert pooled[1] == pytest.approx(0.0, abs=1e-6)
     # one bank over all sections: the section-01 query finds e2 too
-    one = score_against_banks(bank, bank_meta, queries, q_meta, ScoreSettings())
+    one = score_against_banks(bank, bank_meta, queries, q_meta, ScoreSettings())[0]
     assert one[1] == pytest.approx(0.0, abs=1e-6)
     # k=2 with min over domains: the target bank has one clip, so k shrinks to it
-    k2 = score_against_banks(bank, bank_meta, queries[:1], q_meta[:1], ScoreSettings(k=2, domain_strategy="min"))
+    k2 = score_against_banks(bank, bank_meta, queries[:1], q_meta[:1], ScoreSettings(k=2, domain_strategy="min"))[0]
     assert k2[0] == pytest.approx(0.0, abs=1e-6)
     with pytest.raises(ValueError, match="section 02"):
-        score_against_banks(bank, bank_meta, queries[:1], meta([("02", "source")]), ScoreSettings(bank_split="section"))
+        score_against_banks(bank, bank_meta, queries[:1], meta([("02", "source")]), ScoreSettings(bank_split="section"))[0]
 
 
 def test_leave_one_out_training_scores():
     rng = np.random.default_rng(1)
     emb = rng.normal(size=(30, 8))
     m = meta([("00", "source")] * 25 + [("00", "target")] * 5)
-    loo = score_against_banks(emb, m, emb, m, ScoreSettings(k=2), leave_one_out=True)
+    loo = score_against_banks(emb, m, emb, m, ScoreSettings(k=2), leave_one_out=True)[0]
     assert np.allclose(loo, brute_force(emb, emb, 2, exclude_self=True), atol=1e-5)
     # with domain min: a source clip is left out of the source bank but sees the whole target bank
     s = ScoreSettings(domain_strategy="min")
-    loo = score_against_banks(emb, m, emb, m, s, leave_one_out=True)
+    loo = score_against_banks(emb, m, emb, m, s, leave_one_out=True)[0]
     src, tgt = emb[:25], emb[25:]
     expect_src = np.minimum(brute_force(src, src, 1, exclude_self=True), brute_force(src, tgt, 1))
     expect_tgt = np.minimum(brute_force(tgt, src, 1), brute_force(tgt, tgt, 1, exclude_self=True))
@@ -159,7 +159,7 @@ def test_global_bank_of_every_machine_type():
     assert len(glob_train) == 3 and np.allclose(glob_train, own_train)  # fan's nearest neighbours are fan clips
     # leave-one-out against the global bank: a single-clip machine type finds the other machine types
     bank, bank_meta = np.concatenate([pump_train[:1], fan_train]), pd.concat([pm[:1], tm], ignore_index=True)
-    lone_train = score_against_banks(bank, bank_meta, pump_train[:1], pm[:1], ScoreSettings(bank_split="all"), leave_one_out=True)
+    lone_train = score_against_banks(bank, bank_meta, pump_train[:1], pm[:1], ScoreSettings(bank_split="all"), leave_one_out=True)[0]
     assert lone_train[0] == pytest.approx(1.0, abs=1e-6)
     with pytest.raises(ValueError, match="dimensions"):
         score_machine(fan_train, tm, fan_test, qm, ScoreSettings(bank_split="all"), np.ones((2, 5)), pm)

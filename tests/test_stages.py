@@ -9,7 +9,9 @@ import torch
 
 from eat_asd.cli import main
 from eat_asd.demo import DemoSizes, make_demo_data, make_demo_encoder
-from eat_asd.report import read_submission, submission_names, write_submission
+from eat_asd.report import write_scores
+from eat_asd.stages import submission
+from helpers import read_submission
 
 SIZES = ["--seconds", "0.6", "--train-source", "8", "--train-target", "3", "--test-per-cell", "4"]
 
@@ -104,8 +106,10 @@ def test_evaluation_mode_without_labels(cli_run, tmp_path):
 def test_submission_files_parse_back(tmp_path):
     scores = pd.DataFrame({"filename": ["a.wav", "b.wav", "c.wav"], "machine": "fan", "section": ["00", "00", "01"],
                            "score": [0.5, 0.25, 1.0], "decision": [1, 0, 1]})
-    written = write_submission(scores, tmp_path)
-    assert sorted(p.name for p in written) == sorted(submission_names("fan", "00") + submission_names("fan", "01"))
+    write_scores(scores, tmp_path / "fan.csv")
+    for section in ("00", "01"):
+        submission(tmp_path / "fan.csv", section, tmp_path / f"anomaly_score_fan_section_{section}_test.csv",
+                   tmp_path / f"decision_result_fan_section_{section}_test.csv")
     back = read_submission(tmp_path / "anomaly_score_fan_section_00_test.csv")
     assert back["filename"].tolist() == ["a.wav", "b.wav"] and np.allclose(back["value"], [0.5, 0.25])
     text = (tmp_path / "decision_result_fan_section_01_test.csv").read_text()

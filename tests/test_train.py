@@ -11,7 +11,8 @@ import eat_asd.train as train_mod
 from eat_asd.data import discover
 from eat_asd.demo import DemoSizes, make_demo_data
 from eat_asd.eat import EAT, EATConfig, load_eat, save_eat
-from eat_asd.features import FeatureFile, FeatureSettings, StaleFeaturesError, build_feature_file, compute_features
+from eat_asd.features import FeatureFile, FeatureSettings, StaleFeaturesError, build_feature_file
+from helpers import compute_features
 from eat_asd.stages import feature_clips
 from eat_asd.train import TrainingError, TrainSettings, load_training_data, lora_targets, prepare_encoder, train_encoder
 

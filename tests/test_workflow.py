@@ -251,7 +251,9 @@ def test_unseen_dcase2020_folder_with_a_local_encoder(tmp_path, reference):
     root = moved
     config = ["--config", "demo=false", f"data_root={root}", f"encoder={encoder}", "features={target_frames: 48}",
               "train={epochs: 2}", "results=out"]
+    hashes = (out / ".clip-hashes.json").read_bytes()
     assert "Nothing to be done" in snakemake(tmp_path, "-n", *config).stdout
+    assert (out / ".clip-hashes.json").read_bytes() == hashes  # a dry run writes nothing (before: the moved clips' hashes)
     batches = [*config[:4], "features={target_frames: 48, batch_size: 3}", *config[5:], "embedding={batch_size: 5}"]
     assert "Nothing to be done" in snakemake(tmp_path, "-n", *batches).stdout
     # the jobs that read clips find them at the new path, and the scores stay the same

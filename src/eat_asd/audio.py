@@ -84,12 +84,6 @@ def read_clip(path: str | Path, channels=0) -> Clip:
     return Clip(select_channels(data, channels, path), int(sample_rate), int(data.shape[1]))
 
 
-def load_wav(path: str | Path, channels=0) -> tuple[np.ndarray, int]:
-    """(waveform, sample_rate) of one channel (or the mix) of an audio file, as read_clip reads it."""
-    clip = read_clip(path, channels)
-    return clip.waveform, clip.sample_rate
-
-
 def check_complete(path: Path) -> None:
     """Refuse a WAVE file whose data chunk announces more audio than the file holds: libsndfile
     reads such a cut-off copy silently as a shorter clip."""

@@ -62,14 +62,15 @@ def check_folder_setting(key: str, value: str) -> None:
             return
 
 
-def plan_workflow(config: dict, hash_cache: str | Path | None = None) -> dict[str, MachinePlan]:
+def plan_workflow(config: dict, hash_cache: str | Path | None = None, save_hash_cache: bool = True) -> dict[str, MachinePlan]:
     """Machine types with their files, in name order; raises DataError/ConfigError naming what is wrong.
 
     Also refuses, before any job runs, what would fail or be quietly changed later: an encoder
     that is neither a folder with weights nor a resolvable Hub id, overrides of machine types
     that are not there, too few training clips, and a scoring.k larger than a memory bank gives.
     With `hash_cache` (real data only: the demo's clips are made by the workflow itself), each
-    machine type and part also gets the digest of its clips' contents.
+    machine type and part also gets the digest of its clips' contents; the cache is written back
+    unless save_hash_cache is False.
     """
     for key in ("results", "data_root"):
         check_folder_setting(key, config[key])
@@ -136,7 +137,8 @@ def plan_workflow(config: dict, hash_cache: str | Path | None = None) -> dict[st
         hashes = ClipHashes(hash_cache)
         for plan in plans.values():
             plan.content = {part: hashes.digest(plan.files(part), root) for part in PARTS}
-        hashes.save()
+        if save_hash_cache:  # not under snakemake -n, which writes nothing
+            hashes.save()
     return plans
 
 

@@ -40,18 +40,13 @@ class ScoreSettings:
 
 
 def score_against_banks(bank_emb: np.ndarray, bank_meta: pd.DataFrame, query_emb: np.ndarray, query_meta: pd.DataFrame,
-                        settings: ScoreSettings, leave_one_out: bool = False) -> np.ndarray:
-    """Anomaly score per query (higher = more anomalous) against the bank(s) its settings select.
+                        settings: ScoreSettings, leave_one_out: bool = False) -> tuple[np.ndarray, int]:
+    """Anomaly score per query (higher = more anomalous) against the bank(s) its settings select, and the
+    smallest number of neighbours any score was computed with.
 
     With leave_one_out, the queries are the first len(query_meta) bank clips (same order) and none
     is compared with itself: that gives the training scores the decision threshold is fitted on.
     """
-    return _scores_and_k(bank_emb, bank_meta, query_emb, query_meta, settings, leave_one_out)[0]
-
-
-def _scores_and_k(bank_emb, bank_meta, query_emb, query_meta, settings: ScoreSettings,
-                  leave_one_out: bool = False) -> tuple[np.ndarray, int]:
-    """The scores, and the smallest number of neighbours any of them was computed with."""
     bank_meta, query_meta = bank_meta.reset_index(drop=True), query_meta.reset_index(drop=True)
     scores = np.full(len(query_meta), np.nan)
     banks = memory_banks(bank_meta["section"].astype(str).tolist(), bank_meta["domain"].tolist(),
@@ -91,9 +86,9 @@ def score_machine(train_emb: np.ndarray, train_meta: pd.DataFrame, test_emb: np.
         bank_emb = np.concatenate([train_emb, other_emb])
         bank_meta = pd.concat([train_meta, other_meta], ignore_index=True)
     # leave-one-out: this machine type's training clips are the first rows of the bank
-    train_scores, k_threshold = _scores_and_k(bank_emb, bank_meta, train_emb, train_meta, settings, leave_one_out=True)
+    train_scores, k_threshold = score_against_banks(bank_emb, bank_meta, train_emb, train_meta, settings, leave_one_out=True)
     threshold = gamma_threshold(train_scores, settings.threshold_quantile)
-    scores, k_test = _scores_and_k(bank_emb, bank_meta, test_emb, test_meta, settings)
+    scores, k_test = score_against_banks(bank_emb, bank_meta, test_emb, test_meta, settings)
     k_used = {"test": k_test, "threshold": k_threshold}
     if k_test < settings.k or k_threshold < settings.k:
         log.warning("scoring.k = %d is more than the smallest memory bank gives: k used %s", settings.k, k_used)
