@@ -7,6 +7,13 @@ REPO = Path(__file__).resolve().parents[1]
 REFERENCE = Path(os.environ.get("EAT_ASD_REFERENCE", REPO.parent / "shared" / "reference"))
 
 
+def pytest_collection_modifyitems(config, items):
+    """The SLURM tests run last. They install the SLURM client, and with it installed but no controller
+    answering, the Snakemake SLURM plugin's import asks `scontrol show config` and waits ~9 s for it in
+    every later Snakemake process, also those that never use SLURM."""
+    items.sort(key=lambda item: item.get_closest_marker("slurm") is not None)  # a stable sort keeps the rest in order
+
+
 def overlaid_config(*names: str) -> dict:
     """The config files config/<name> merged in order, the way Snakemake merges --configfile files."""
     import yaml

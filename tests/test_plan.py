@@ -1,6 +1,7 @@
 """Planning refuses, before any job runs, settings and inputs the later jobs cannot honour."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -231,3 +232,31 @@ def test_a_dry_run_plan_writes_no_hash_cache(tmp_path):
     assert not cache.exists() and not (tmp_path / "results").exists()
     real = plan_workflow(cfg, hash_cache=cache)
     assert cache.is_file() and {m: p.content for m, p in dry.items()} == {m: p.content for m, p in real.items()}
+
+
+@pytest.mark.parametrize("override, key", [
+    ({"ground_truth": "/no/such/gt"}, "ground_truth: /no/such/gt needs the folders"),
+    ({"scoring": {"k": "abc"}}, "scoring.k"),
+    ({"finetune": {"mode": "qlora"}}, "finetune.mode"),
+    ({"demo": False, "data_root": "/no/such/folder"}, "/no/such/folder"),
+    ({"machine_types": ["fan", "drill"]}, "drill"),
+    ({"encoder_revision": "v1"}, "encoder_revision = 'v1' applies to Hub ids only"),
+    ({"overrides": {"fann": {"scoring": {"k": 2}}}}, "overrides.fann: no such machine type"),
+    ({"demo": False, "data_root": "results", "encoder": "no_such_encoder"}, "encoder = no_such_encoder: no such folder"),
+    ({"demo": False, "data_root": "config.yaml"}, "data_root = config.yaml: is a file, not a folder"),
+])
+def test_the_workflows_small_demo_config_with_a_bad_setting_is_refused_at_planning(tmp_path, monkeypatch, override, key):
+    """What the Snakefile runs before any job (validate_config, then plan_workflow), in-process; the
+    Snakemake side of it is test_workflow.py's test_bad_config_stops_before_any_job."""
+    import yaml
+
+    from eat_asd.errors import EatAsdError
+    from workflow_helpers import SMALL_DEMO
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(SMALL_DEMO))
+    (tmp_path / "results").mkdir()
+    assert set(plan_workflow(validate_config(dict(SMALL_DEMO)))) == {"fan", "gearbox", "pump"}  # the demo itself plans
+    with pytest.raises(EatAsdError, match=re.escape(key)):
+        plan_workflow(validate_config({**SMALL_DEMO, **override}), hash_cache="results/.clip-hashes.json",
+                      save_hash_cache=False)

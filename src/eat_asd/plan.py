@@ -67,7 +67,8 @@ def plan_workflow(config: dict, hash_cache: str | Path | None = None, save_hash_
 
     Also refuses, before any job runs, what would fail or be quietly changed later: an encoder
     that is neither a folder with weights nor a resolvable Hub id, overrides of machine types
-    that are not there, too few training clips, and a scoring.k larger than a memory bank gives.
+    that are not there, too few training clips, a scoring.k larger than a memory bank gives, and
+    a ground_truth folder that lacks a tested section.
     With `hash_cache` (real data only: the demo's clips are made by the workflow itself), each
     machine type and part also gets the digest of its clips' contents; the cache is written back
     unless save_hash_cache is False.
@@ -131,6 +132,10 @@ def plan_workflow(config: dict, hash_cache: str | Path | None = None, save_hash_
                           "noise-only recordings (<machine>/supplemental/section_XX_noise_...): set it to 0")
     if config["finetune"]["mode"] != "frozen" and not any(p.trains_encoder for p in plans.values()):
         raise DataError("every machine type is listed in score_only_machine_types: none is left to train the encoder")
+    if config["ground_truth"]:
+        from .groundtruth import check_covers
+
+        check_covers(config["ground_truth"], {m: p.test_sections for m, p in plans.items()})
     if hash_cache is not None and not config["demo"]:
         from .clip_digest import ClipHashes
 

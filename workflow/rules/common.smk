@@ -12,7 +12,7 @@ from eat_asd.config import (
     train_values,
 )
 from eat_asd.data import PARTS
-from eat_asd.groundtruth import check_covers, ground_truth_files
+from eat_asd.groundtruth import ground_truth_files
 from eat_asd.io import discard_damaged_files
 from eat_asd.layout import (
     ANOMALY_SCORE,
@@ -33,10 +33,6 @@ try:
     PLAN = plan_workflow(
         config, hash_cache=RUN.clip_hashes, save_hash_cache=not workflow.dryrun
     )
-    if config["ground_truth"]:
-        check_covers(
-            config["ground_truth"], {m: p.test_sections for m, p in PLAN.items()}
-        )
 except EatAsdError as err:
     hint = ""
     if "--conda-create-envs-only" in sys.argv:
