@@ -10,7 +10,7 @@ with the same calls: `Run("results").features(part="train")` is
 from __future__ import annotations
 
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # The exported model, in the Hugging Face layout (eat.py, hf.py, train.py and publish.py use these names)
@@ -61,49 +61,29 @@ class Training:
     classifier head, the training log and summary, and the checkpoint an interrupted run resumes from."""
 
     folder: str
+    encoder: str = field(init=False)
+    encoder_config: str = field(init=False)
+    encoder_weights: str = field(init=False)
+    encoder_modeling: str = field(init=False)
+    model_card: str = field(init=False)
+    adapter: str = field(init=False)
+    head: str = field(init=False)
+    log: str = field(init=False)
+    summary: str = field(init=False)
+    checkpoint: str = field(init=False)
 
-    @property
-    def encoder(self) -> str:
-        return f"{self.folder}/encoder"
+    def __post_init__(self):
+        encoder = f"{self.folder}/encoder"
+        files = dict(encoder=encoder, encoder_config=f"{encoder}/{CONFIG_FILE}", encoder_weights=f"{encoder}/{WEIGHTS_FILE}",
+                     encoder_modeling=f"{encoder}/{MODELING_FILE}", model_card=f"{encoder}/{MODEL_CARD_FILE}",
+                     adapter=f"{self.folder}/lora_adapter", head=f"{self.folder}/head.safetensors",
+                     log=f"{self.folder}/train_log.csv", summary=f"{self.folder}/summary.json",
+                     checkpoint=f"{self.folder}/checkpoint/last.pt")
+        for name, path in files.items():
+            object.__setattr__(self, name, path)
 
     def encoder_file(self, name: str) -> str:
         return f"{self.encoder}/{name}"
-
-    @property
-    def encoder_config(self) -> str:
-        return self.encoder_file(CONFIG_FILE)
-
-    @property
-    def encoder_weights(self) -> str:
-        return self.encoder_file(WEIGHTS_FILE)
-
-    @property
-    def encoder_modeling(self) -> str:
-        return self.encoder_file(MODELING_FILE)
-
-    @property
-    def model_card(self) -> str:
-        return self.encoder_file(MODEL_CARD_FILE)
-
-    @property
-    def adapter(self) -> str:
-        return f"{self.folder}/lora_adapter"
-
-    @property
-    def head(self) -> str:
-        return f"{self.folder}/head.safetensors"
-
-    @property
-    def log(self) -> str:
-        return f"{self.folder}/train_log.csv"
-
-    @property
-    def summary(self) -> str:
-        return f"{self.folder}/summary.json"
-
-    @property
-    def checkpoint(self) -> str:
-        return f"{self.folder}/checkpoint/last.pt"
 
 
 @dataclass(frozen=True)
