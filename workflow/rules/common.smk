@@ -28,10 +28,23 @@ from eat_asd.plan import plan_workflow
 R = config["results"]
 RUN = Run(R)  # every output path (eat_asd.layout)
 
+
+def dry_run_requested():
+    """-n (--dry-run) on Snakemake's command line. workflow.dryrun is not set yet while the Snakefile is
+    read, so the command line is parsed as Snakemake parses it (-pn and -np included).
+    """
+    from snakemake.cli import get_argument_parser
+
+    try:
+        return bool(get_argument_parser().parse_known_args(sys.argv[1:])[0].dryrun)
+    except (Exception, SystemExit):
+        return False
+
+
 try:
     # a dry run hashes the clips it must, and writes no cache
     PLAN = plan_workflow(
-        config, hash_cache=RUN.clip_hashes, save_hash_cache=not workflow.dryrun
+        config, hash_cache=RUN.clip_hashes, save_hash_cache=not dry_run_requested()
     )
 except EatAsdError as err:
     hint = ""
