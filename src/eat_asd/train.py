@@ -347,14 +347,7 @@ def train_encoder(encoder_source: str | Path, data: TrainingData, settings: Trai
     log.info("training %s: %d of %d parameters trainable (%.2f%%), %d classes (%s), %d train / %d validation clips",
              settings.mode, n_trainable, n_total, 100 * n_trainable / n_total, len(data.classes), data.granularity,
              len(tr_idx), len(va_idx))
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
-    batches_per_epoch = math.ceil(len(tr_idx) / settings.batch_size)
-    steps_per_epoch = math.ceil(batches_per_epoch / settings.grad_accum)
-    total_steps = steps_per_epoch * settings.epochs
-    if settings.max_steps:
-        total_steps = min(total_steps, settings.max_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total_steps, settings.warmup_fraction, settings.lr_schedule))
+    optimizer, scheduler, total_steps = _optimiser(model, settings, len(tr_idx))
 
     ckpt_path = Path(files.checkpoint)
     state = dict(epoch=0, step=0, best_val=float("inf"), best_epoch=None, best_state=None, log=[])
@@ -399,6 +392,19 @@ def train_encoder(encoder_source: str | Path, data: TrainingData, settings: Trai
     write_json(files.summary, summary)
     shutil.rmtree(ckpt_path.parent, ignore_errors=True)
     return summary
+
+
+def _optimiser(model: nn.Module, settings: TrainSettings, n_train: int):
+    """AdamW over the trainable parameters and its learning-rate schedule over the run's optimiser steps:
+    (optimizer, scheduler, total steps)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    steps_per_epoch = math.ceil(math.ceil(n_train / settings.batch_size) / settings.grad_accum)
+    total_steps = steps_per_epoch * settings.epochs
+    if settings.max_steps:
+        total_steps = min(total_steps, settings.max_steps)
+    schedule = lr_lambda(total_steps, settings.warmup_fraction, settings.lr_schedule)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule), total_steps
 
 
 def _train_epoch(model: nn.Module, data: TrainingData, order: np.ndarray, settings: TrainSettings, optimizer, scheduler,
