@@ -8,9 +8,9 @@ REFERENCE = Path(os.environ.get("EAT_ASD_REFERENCE", REPO.parent / "shared" / "r
 
 
 def pytest_collection_modifyitems(config, items):
-    """The SLURM tests run last. They install the SLURM client, and with it installed but no controller
-    answering, the Snakemake SLURM plugin's import asks `scontrol show config` and waits ~9 s for it in
-    every later Snakemake process, also those that never use SLURM."""
+    """The SLURM tests run last. The Snakemake SLURM plugin asks `scontrol show config` whenever it is
+    imported, by every Snakemake process; while a SLURM config names a controller that does not answer,
+    that waits ~9 s (the test cluster's teardown removes its config, but a failed teardown would not)."""
     items.sort(key=lambda item: item.get_closest_marker("slurm") is not None)  # a stable sort keeps the rest in order
 
 

@@ -36,6 +36,9 @@ def cluster():
     finally:
         subprocess.run(["bash", str(CLUSTER), "down"], capture_output=True, text=True, timeout=120)
         assert subprocess.run(["pgrep", "-x", "slurmctld|slurmd|munged"], capture_output=True).returncode == 1
+        # no config of the stopped cluster is left for scontrol to wait on
+        conf = Path("/etc/slurm/slurm.conf")
+        assert not conf.exists() or "ClusterName=eatasd" not in conf.read_text(errors="replace")
 
 
 def test_demo_through_slurm_profile_equals_local_run(cluster, demo_run, tmp_path):

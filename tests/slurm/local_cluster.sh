@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A throwaway single-node SLURM cluster on this machine, for testing the SLURM profile.
 #   bash tests/slurm/local_cluster.sh up     # install (Debian slurm-wlm, munge) if needed, configure, start
-#   bash tests/slurm/local_cluster.sh down   # stop every daemon it started
+#   bash tests/slurm/local_cluster.sh down   # stop every daemon it started, remove its slurm.conf
 #   bash tests/slurm/local_cluster.sh status
 # No accounting (so no sacct); MinJobAge=300 s so squeue-based status checks see finished jobs.
 # Needs root (it writes /etc/slurm and /etc/munge and starts system daemons).
@@ -100,6 +100,9 @@ down() {
     pkill -x munged 2>/dev/null || true
     wait_for 15 bash -c '! pgrep -x "slurmd|slurmctld|munged"' || true
     rm -rf "$STATE"
+    # our slurm.conf goes too: with it and no controller, every `scontrol show config` waits ~9 s, and the
+    # Snakemake SLURM plugin asks it whenever it is imported, by every Snakemake process
+    if grep -qx 'ClusterName=eatasd' "$CONF_DIR/slurm.conf" 2>/dev/null; then rm -f "$CONF_DIR/slurm.conf"; fi
     [ -n "$quiet" ] || log "down"
 }
 
