@@ -332,3 +332,28 @@ def test_a_plain_rerun_remakes_damaged_intermediate_files(demo_run, tmp_path):
     with np.load(embeddings) as z:
         assert len(z["keys"]) == len(z["embeddings"])
     assert "eat-asd: report: " in out.stdout
+
+
+def test_eat_asd_evaluate_writes_what_the_workflow_writes(demo_run, tmp_path):
+    """`eat-asd evaluate` runs the workflow's own stage functions (score, submission, aggregate) into the
+    workflow's layout: on the workflow's embeddings it gives the same files, byte for byte."""
+    from eat_asd.cli import main
+
+    workdir, _, _ = demo_run
+    r = workdir / "results"
+    manifests = []
+    for m in MACHINES:  # evaluate takes one manifest per machine type: its train and test parts together
+        whole = pd.concat([pd.read_csv(r / "manifests" / f"{m}.{part}.csv", dtype=str, keep_default_na=False)
+                           for part in ("train", "test")])
+        whole.to_csv(tmp_path / f"{m}.csv", index=False)
+        manifests.append(str(tmp_path / f"{m}.csv"))
+    assert main(["evaluate", "--config", str(workdir / "config.yaml"), "--embeddings",
+                 *[str(r / "embeddings" / f"{m}.npz") for m in MACHINES], "--manifests", *manifests,
+                 "--out", str(tmp_path / "eval")]) == 0
+    written = sorted(p.relative_to(r).as_posix() for folder in ("scores", "submission", "tables")
+                     for p in (r / folder).rglob("*.*"))
+    assert written and written == sorted(p.relative_to(tmp_path / "eval").as_posix()
+                                         for folder in ("scores", "submission", "tables")
+                                         for p in (tmp_path / "eval" / folder).rglob("*.*"))
+    for rel in written:
+        assert (tmp_path / "eval" / rel).read_bytes() == (r / rel).read_bytes(), rel
