@@ -19,6 +19,7 @@ class EmbeddingsFile:
     keys: np.ndarray  # the clips' manifest keys
     roles: np.ndarray  # one of ROLES per clip
     precision: str | None  # what the encoder ran in (None in files written before it was recorded)
+    path: str | None = None  # the file it was read from
 
     def __post_init__(self):
         self.keys, self.roles = np.asarray(self.keys, dtype=str), np.asarray(self.roles, dtype=str)
@@ -49,4 +50,4 @@ class EmbeddingsFile:
                 damage = f"not a readable embeddings file ({type(err).__name__}: {err})"
         if damage:
             raise discard_damaged(path, damage)
-        return cls(emb, keys, roles, precision or None)
+        return cls(emb, keys, roles, precision or None, str(path))

@@ -126,12 +126,13 @@ def embed(encoder: str | Path, feature_paths: list[str | Path], manifest_paths: 
     EmbeddingsFile(emb, clips["key"].to_numpy(str), roles, precision).write(out)
 
 
-def read_embeddings(path: str | Path, manifest: pd.DataFrame, bank_only: bool = False,
+def read_embeddings(source: str | Path | EmbeddingsFile, manifest: pd.DataFrame, bank_only: bool = False,
                     bank_supplemental: bool = False) -> tuple[np.ndarray, pd.DataFrame, np.ndarray, pd.DataFrame]:
-    """(bank embeddings, bank rows of the manifest, test embeddings, test rows); with bank_only, the
-    test clips are skipped (the manifest then needs only the training clips). The supplemental machine
-    recordings join the bank with bank_supplemental, else they are left out."""
-    stored = EmbeddingsFile.read(path)
+    """(bank embeddings, bank rows of the manifest, test embeddings, test rows) of an embeddings file (its
+    path, or the file read already); with bank_only, the test clips are skipped (the manifest then needs
+    only the training clips). The supplemental machine recordings join the bank with bank_supplemental,
+    else they are left out."""
+    stored = source if isinstance(source, EmbeddingsFile) else EmbeddingsFile.read(source)
     emb, keys, roles = stored.embeddings, stored.keys, stored.roles
     roles = np.where(roles == "supplemental", "bank" if bank_supplemental else "none", roles)
     keep = roles == "bank" if bank_only else roles != "none"
@@ -139,7 +140,7 @@ def read_embeddings(path: str | Path, manifest: pd.DataFrame, bank_only: bool = 
     by_key = manifest.set_index("key")
     missing = [k for k in keys if k not in by_key.index]
     if missing:
-        raise ValueError(f"{path}: embeddings of clips not in the manifest, e.g. {missing[:3]}; rerun the embed step")
+        raise ValueError(f"{stored.path}: embeddings of clips not in the manifest, e.g. {missing[:3]}; rerun the embed step")
     meta = by_key.loc[keys].reset_index()
     bank, test = roles == "bank", roles == "test"
     return emb[bank], meta[bank].reset_index(drop=True), emb[test], meta[test].reset_index(drop=True)
@@ -175,8 +176,8 @@ def score(embeddings_path: str | Path, manifest_paths: list[str | Path], setting
     from .scoring import score_machine
 
     manifest = read_manifests(manifest_paths)
-    bank_emb, bank_meta, test_emb, test_meta = read_embeddings(embeddings_path, manifest,
-                                                               bank_supplemental=settings.bank_supplemental)
+    stored = EmbeddingsFile.read(embeddings_path)
+    bank_emb, bank_meta, test_emb, test_meta = read_embeddings(stored, manifest, bank_supplemental=settings.bank_supplemental)
     machine = str(manifest["machine"].iloc[0])
     if settings.bank_split == "all" and not bank_embeddings:
         log.warning("%s: scoring.bank_split = all, but no other machine types' embeddings given: the bank holds %s only",
@@ -191,7 +192,7 @@ def score(embeddings_path: str | Path, manifest_paths: list[str | Path], setting
     write_scores(table, scores_out)
     bank_machines = sorted({machine, *([] if other_meta is None else other_meta["machine"].astype(str))})
     write_json(info_out, dict(machine=machine, threshold=threshold, settings=asdict(settings), k_used=k_used,
-                              embedding_precision=EmbeddingsFile.read(embeddings_path).precision,
+                              embedding_precision=stored.precision,
                               n_bank=len(bank_meta) + (0 if other_meta is None else len(other_meta)), bank_machines=bank_machines,
                               n_test=len(test_meta), train_scores=[float(s) for s in train_scores],
                               train_sections=[str(s) for s in bank_meta["section"]]))
@@ -220,13 +221,10 @@ def submission(scores_path: str | Path, section: str, scores_out: str | Path, de
     write_submission_pair(part, scores_out, decisions_out)
 
 
-def decision_table(scores: pd.DataFrame, info_paths: list[str | Path]) -> pd.DataFrame:
+def decision_table(scores: pd.DataFrame, infos: list[dict]) -> pd.DataFrame:
     """Per machine type and section: test clips, how many the threshold flags, and the threshold
-    (from the score jobs' JSON files; without them the threshold stays empty)."""
-    thresholds = {}
-    for path in info_paths:
-        info = json.loads(Path(path).read_text())
-        thresholds[info["machine"]] = info["threshold"]
+    (from the score jobs' JSON files, read; without them the threshold stays empty)."""
+    thresholds = {info["machine"]: info["threshold"] for info in infos}
     rows = []
     for (machine, section), g in scores.groupby(["machine", "section"], sort=True):
         rows.append(dict(machine_type=machine, section=section, n_test=len(g), n_flagged=int(g["decision"].sum()),
@@ -254,8 +252,9 @@ def aggregate(score_paths: list[str | Path], info_paths: list[str | Path], table
     write_table(pd.concat([dcase, column_means(dcase)], ignore_index=True)
                 .astype({"n_normal": "Int64", "n_anomaly": "Int64"}).fillna({"section": ""}), *tables.dcase)
     write_table(means, *tables.means)
-    write_table(decision_table(scores, info_paths), *tables.decisions)
-    precisions = sorted({p for p in (json.loads(Path(i).read_text()).get("embedding_precision") for i in info_paths) if p})
+    infos = [json.loads(Path(p).read_text()) for p in info_paths]
+    write_table(decision_table(scores, infos), *tables.decisions)
+    precisions = sorted({p for p in (info.get("embedding_precision") for info in infos) if p})
     result = dict(summary, overall_auroc=float(auroc.iloc[-1]["auroc"]), notes=notes + auroc_notes + dcase_notes,
                   evaluation_only=evaluation_only, embedding_precision=", ".join(precisions) or None)
     write_json(tables.summary, result)
