@@ -155,7 +155,6 @@ def cmd_score(args):
 
 def cmd_evaluate(args):
     """Score every machine type's embeddings; write scores, submission files, plots and tables."""
-    from .layout import ANOMALY_SCORE, DECISION_RESULT, EMBEDDINGS_SUFFIX, SUBMISSION, Run, Tables, fill
     from .stages import evaluate
 
     if len(args.embeddings) != len(args.manifests):

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .metrics import DOMAINS, MAX_FPR, hmean_rows, labelled, weighted_auc
+from .data import DOMAINS, labelled
+from .metrics import MAX_FPR, hmean_rows, weighted_auc
 
 CELL = ["machine", "section", "domain", "label"]
 # the statistics of a run that the comparison reports, from its DCASE result table

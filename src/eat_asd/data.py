@@ -56,10 +56,10 @@ LABEL_TOKEN = re.compile(r"(?:^|[_\-.])(normal|anomaly|anomalous|abnormal)(?:$|[
 
 
 
-
 def labelled(clips):
     """The clips with a known label (normal or anomaly): what metrics can rank."""
     return clips[clips["label"].isin(LABELS)]
+
 
 def parse_attributes(text: str | None) -> dict[str, str]:
     """'m-n_X' -> {'m-n': 'X'}; 'volt_1.5_wt_150' -> {'volt': '1.5', 'wt': '150'};

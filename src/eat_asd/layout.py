@@ -18,6 +18,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 MODELING_FILE = "modeling_eat.py"
 MODEL_CARD_FILE = "README.md"
+ADAPTER_FOLDER = "lora_adapter"  # the LoRA adapter, beside the encoder and in a published repo
 ADAPTER_CONFIG_FILE = "adapter_config.json"
 ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors"
 
@@ -76,7 +77,7 @@ class Training:
         encoder = f"{self.folder}/encoder"
         files = dict(encoder=encoder, encoder_config=f"{encoder}/{CONFIG_FILE}", encoder_weights=f"{encoder}/{WEIGHTS_FILE}",
                      encoder_modeling=f"{encoder}/{MODELING_FILE}", model_card=f"{encoder}/{MODEL_CARD_FILE}",
-                     adapter=f"{self.folder}/lora_adapter", head=f"{self.folder}/head.safetensors",
+                     adapter=f"{self.folder}/{ADAPTER_FOLDER}", head=f"{self.folder}/head.safetensors",
                      log=f"{self.folder}/train_log.csv", summary=f"{self.folder}/summary.json",
                      checkpoint=f"{self.folder}/checkpoint/last.pt")
         for name, path in files.items():
@@ -129,10 +130,10 @@ class Run:
         return f"{self.root}/embeddings/" + fill(EMBEDDINGS, machine=machine)
 
     def scores(self, machine: str | None = None) -> str:
-        return f"{self.root}/scores/" + fill(SCORES, machine=machine)
+        return f"{self.scores_folder}/" + fill(SCORES, machine=machine)
 
     def score_info(self, machine: str | None = None) -> str:
-        return f"{self.root}/scores/" + fill(SCORE_INFO, machine=machine)
+        return f"{self.scores_folder}/" + fill(SCORE_INFO, machine=machine)
 
     @property
     def scores_folder(self) -> str:

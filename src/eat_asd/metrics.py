@@ -15,7 +15,7 @@ import pandas as pd
 import scipy.stats
 from sklearn.metrics import roc_auc_score
 
-from .data import DOMAINS, labelled  # noqa: F401  (labelled: also for compare)
+from .data import DOMAINS, labelled
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from .encoder_source import is_hub_id
-from .layout import Training
+from .layout import ADAPTER_FOLDER
 from .report import format_number, md_text
 
 TAGS = ["audio", "anomaly-detection", "dcase", "eat", "anomalous-sound-detection"]
@@ -209,7 +209,7 @@ def adapter_card(base: str, hub_id: str | None, revision: str | None, r: int, al
     where = json.dumps(hub_id) if hub_id else json.dumps(f"path/to/{base}")
     snippet = ("from peft import PeftModel\nfrom transformers import AutoModel\n\n"
                f"base = AutoModel.from_pretrained({where}{rev}, trust_remote_code=True)\n"
-               f'model = PeftModel.from_pretrained(base, "path/to/{Path(Training("").adapter).name}")')
+               f'model = PeftModel.from_pretrained(base, "path/to/{ADAPTER_FOLDER}")')
     return "\n".join([
         _front_matter(meta),
         "# LoRA adapter of an EAT encoder for anomalous machine sound detection\n",

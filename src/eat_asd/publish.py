@@ -9,9 +9,7 @@ from pathlib import Path
 from .errors import PublishError
 from .encoder_source import is_hub_id
 from .hf import HF_CONFIG
-from .layout import ADAPTER_CONFIG_FILE, CONFIG_FILE, MODEL_CARD_FILE, MODELING_FILE, WEIGHTS_FILE, Training
-
-ADAPTER_IN_REPO = Path(Training("").adapter).name  # the adapter keeps its folder name in the repo
+from .layout import ADAPTER_CONFIG_FILE, ADAPTER_FOLDER, CONFIG_FILE, MODEL_CARD_FILE, MODELING_FILE, WEIGHTS_FILE
 
 
 def _files(folder: Path) -> list[Path]:
@@ -45,7 +43,7 @@ def upload_plan(encoder_dir: str | Path, repo_id: str, adapter_dir: str | Path |
             # adapters written before the base was named neutrally: the path would be published
             raise PublishError(f"{adapter_dir / ADAPTER_CONFIG_FILE}: base_model_name_or_path is the local path {base}; "
                                "set it to the base's Hub id or folder name before publishing")
-        plan += [(p, f"{ADAPTER_IN_REPO}/{p.relative_to(adapter_dir).as_posix()}") for p in _files(adapter_dir)]
+        plan += [(p, f"{ADAPTER_FOLDER}/{p.relative_to(adapter_dir).as_posix()}") for p in _files(adapter_dir)]
     return plan
 
 
@@ -67,7 +65,7 @@ def publish(encoder_dir: str | Path, repo_id: str, private: bool = False, adapte
         api.upload_folder(repo_id=repo_id, folder_path=str(encoder_dir), ignore_patterns=ignore,
                           commit_message="Upload the fine-tuned EAT encoder and its model card")
         if adapter_dir is not None:
-            api.upload_folder(repo_id=repo_id, folder_path=str(adapter_dir), path_in_repo=ADAPTER_IN_REPO,
+            api.upload_folder(repo_id=repo_id, folder_path=str(adapter_dir), path_in_repo=ADAPTER_FOLDER,
                               ignore_patterns=ignore, commit_message="Upload the LoRA adapter")
     except (HTTPError, OSError) as err:
         # no connection, HF_HUB_OFFLINE, no token or a refusal by the Hub: one line, not the HTTP client's traceback

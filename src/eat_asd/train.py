@@ -29,7 +29,7 @@ from .encoder_source import hub_origin
 from .errors import TrainingError
 from .features import FeatureFile, FeatureSettings
 from .io import atomic_dir, atomic_path, write_csv, write_json
-from .layout import ADAPTER_WEIGHTS_FILE, Training
+from .layout import ADAPTER_WEIGHTS_FILE, MODEL_CARD_FILE, Training
 from .losses import make_head, mixup, soft_cross_entropy
 from .noise_mix import NoiseMix, NoiseMixer, noise_recordings
 from .runtime import autocast, resolve_device, resolve_precision, to_device
@@ -518,7 +518,7 @@ def write_adapter(directory: Path, peft_model: nn.Module, settings: TrainSetting
     with atomic_dir(directory) as tmp_dir:
         config.save_pretrained(str(tmp_dir))
         save_file(state, str(tmp_dir / ADAPTER_WEIGHTS_FILE), metadata={"format": "pt"})
-        (tmp_dir / "README.md").write_text(adapter_card(origin.name, origin.hub_id, origin.revision, settings.r, settings.alpha,
+        (tmp_dir / MODEL_CARD_FILE).write_text(adapter_card(origin.name, origin.hub_id, origin.revision, settings.r, settings.alpha,
                                                         targets))
 
 

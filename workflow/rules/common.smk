@@ -143,12 +143,16 @@ def get_machine_clips(wildcards):
     return PLAN[wildcards.machine].files(wildcards.part) if config["demo"] else []
 
 
-def get_noise_mix_audio(wildcards):
-    """With train.noise_mix, the training job reads the training clips' and the noise recordings'
+def noise_mix_audio(noise_mix):
+    """With train.noise_mix, a training job reads the training clips' and the noise recordings'
     waveforms (the mix happens before the fbank): they are its inputs too."""
-    if not config["train"]["noise_mix"]["prob"]:
+    if not noise_mix["prob"]:
         return []
     return [f for m in TRAIN_MACHINES for f in PLAN[m].train_files]
+
+
+def get_noise_mix_audio(wildcards):
+    return noise_mix_audio(config["train"]["noise_mix"])
 
 
 def results_lock(log):

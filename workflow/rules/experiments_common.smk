@@ -56,10 +56,7 @@ def get_exp_training_features(wildcards):
 
 
 def get_exp_training_audio(wildcards):
-    """With train.noise_mix, a training reads the train part's waveforms too (see noise_mix_audio)."""
-    if not EXP.trainings[wildcards.tkey].settings["noise_mix"]["prob"]:
-        return []
-    return [f for m in TRAIN_MACHINES for f in PLAN[m].train_files]
+    return noise_mix_audio(EXP.trainings[wildcards.tkey].settings["noise_mix"])
 
 
 def get_exp_encoder_file(name):
